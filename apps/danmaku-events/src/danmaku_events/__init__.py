@@ -1,0 +1,5 @@
+"""The danmaku app's contract, shared by every service that handles comments.
+
+`comment` holds the comment schema (fields, limits, validation, normalization);
+`events` holds the CloudEvents the services exchange through Kafka and HTTP.
+"""
