@@ -12,8 +12,14 @@ def parse(fields, room=None):
 def test_a_minimal_comment_takes_the_defaults():
     comment = parse({"text": "hello"})
     assert comment.to_dict() == {
-        "id": "c1", "room": "lobby", "text": "hello", "color": "#FFFFFF",
-        "mode": "scroll", "size": "normal", "nick": "", "ts": 1_700_000_000_000,
+        "id": "c1",
+        "room": "lobby",
+        "text": "hello",
+        "color": "#FFFFFF",
+        "mode": "scroll",
+        "size": "normal",
+        "nick": "",
+        "ts": 1_700_000_000_000,
     }
 
 
@@ -75,8 +81,12 @@ def test_a_comment_from_another_service_keeps_its_id_and_timestamp():
 
 @pytest.mark.parametrize(
     ("data", "code"),
-    [({"ts": 5, "text": "hi"}, "invalid_id"), ({"id": "a", "ts": -1, "text": "hi"}, "invalid_ts"),
-     ({"id": "a", "ts": True, "text": "hi"}, "invalid_ts"), ("text", "invalid_data")],
+    [
+        ({"ts": 5, "text": "hi"}, "invalid_id"),
+        ({"id": "a", "ts": -1, "text": "hi"}, "invalid_ts"),
+        ({"id": "a", "ts": True, "text": "hi"}, "invalid_ts"),
+        ("text", "invalid_data"),
+    ],
 )
 def test_a_comment_from_another_service_is_validated(data, code):
     with pytest.raises(InvalidComment) as raised:

@@ -34,8 +34,9 @@ def test_an_event_survives_the_http_round_trip(comment):
 def test_a_structured_event_is_accepted(comment):
     body = (
         b'{"specversion": "1.0", "type": "dev.danmaku.comment.submitted", "source": "/x", '
-        b'"id": "c-1", "datacontenttype": "application/json", "data": ' + events.to_http(
-            events.submitted(comment)).body + b"}"
+        b'"id": "c-1", "datacontenttype": "application/json", "data": '
+        + events.to_http(events.submitted(comment)).body
+        + b"}"
     )
     decoded = events.from_http({"Content-Type": "application/cloudevents+json"}, body)
     assert events.comment_of(decoded) == comment

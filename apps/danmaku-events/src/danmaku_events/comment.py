@@ -124,9 +124,7 @@ def _validate_nick(value: Any) -> str:
     _reject_control_characters("nick", nick)
     nick = normalize_text(nick)
     if len(nick) > MAX_NICK_LENGTH:
-        raise InvalidComment(
-            "nick", f"nick must be at most {MAX_NICK_LENGTH} characters; got {len(nick)}"
-        )
+        raise InvalidComment("nick", f"nick must be at most {MAX_NICK_LENGTH} characters; got {len(nick)}")
     return nick
 
 
@@ -141,9 +139,7 @@ def parse_comment(fields: Any, *, id: str, ts: int, room: str | None = None) -> 
         raise InvalidComment("body", f"a comment must be a JSON object; got {type(fields).__name__}")
     unknown = sorted(set(fields) - set(_FIELDS))
     if unknown:
-        raise InvalidComment(
-            "body", f"unknown field {unknown[0]!r}; known fields are {', '.join(_FIELDS)}"
-        )
+        raise InvalidComment("body", f"unknown field {unknown[0]!r}; known fields are {', '.join(_FIELDS)}")
     if "text" not in fields:
         raise InvalidComment("text", "text is required")
     body_room = fields.get("room")

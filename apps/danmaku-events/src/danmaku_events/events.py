@@ -57,9 +57,7 @@ def published(comment: Comment, sender: str | None = None) -> CloudEvent:
     return CloudEvent(attributes, comment.to_dict())
 
 
-def rejected(
-    comment_id: str, room: str, code: str, message: str, sender: str | None = None
-) -> CloudEvent:
+def rejected(comment_id: str, room: str, code: str, message: str, sender: str | None = None) -> CloudEvent:
     attributes = {"type": REJECTED, "source": PROCESSOR_SOURCE, "id": comment_id, "datacontenttype": JSON}
     if sender:
         attributes[SENDER] = sender

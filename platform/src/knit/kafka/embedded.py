@@ -46,10 +46,14 @@ class EmbeddedBroker:
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
                 [
-                    str(tansu_binary()), "broker",
-                    "--listener-url", url,
-                    "--advertised-listener-url", url,
-                    "--storage-engine", "memory://tansu/",
+                    str(tansu_binary()),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    "memory://tansu/",
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -63,8 +67,7 @@ class EmbeddedBroker:
         except KafkaUnavailable:
             self.stop()
             raise KafkaUnavailable(
-                f"the embedded Kafka broker did not start on {self.bootstrap_servers}; "
-                f"see its log at {self.log_path}"
+                f"the embedded Kafka broker did not start on {self.bootstrap_servers}; see its log at {self.log_path}"
             ) from None
         return self.bootstrap_servers
 

@@ -28,9 +28,7 @@ def parse_bootstrap_servers(value: str) -> list[tuple[str, int]]:
     return servers
 
 
-def wait_until_reachable(
-    bootstrap_servers: str, deadline: float, alive: Callable[[], bool] = lambda: True
-) -> None:
+def wait_until_reachable(bootstrap_servers: str, deadline: float, alive: Callable[[], bool] = lambda: True) -> None:
     """Wait until one of the servers accepts a TCP connection, or raise KafkaUnavailable."""
     servers = parse_bootstrap_servers(bootstrap_servers)
     while True:

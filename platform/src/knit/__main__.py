@@ -1,0 +1,5 @@
+import sys
+
+from knit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Eventing: CloudEvents from Kafka records, delivery policy, and the KafkaSource dispatcher."""

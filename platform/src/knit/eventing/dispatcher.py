@@ -1,0 +1,369 @@
+"""The KafkaSource dispatcher: consumes a consumer group's records and POSTs each one to
+the sink as a CloudEvent (binary content mode), at least once.
+
+An offset is committed only after its record was delivered (2xx) or given up on, so a
+crash re-delivers what was not finished. `ordered` delivers one record at a time per
+partition, in order; `unordered` delivers up to `max_in_flight` at once and still commits
+only below the lowest unfinished offset. Failures are retried by the DeliveryPolicy.
+
+The Kafka client is not thread-safe and blocks, so it lives on one dedicated thread; the
+deliveries run on the asyncio loop. Run as `python -m knit.eventing.dispatcher` with its
+configuration (DispatcherConfig as JSON) in the environment variable KNIT_KAFKASOURCE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
+
+import aiohttp
+from aiohttp import web
+from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError
+
+from knit.eventing import conversion
+from knit.eventing.delivery import DeliveryPolicy, is_retryable, is_success
+from knit.eventing.offsets import PartitionOffsets
+from knit.kafka.settings import CONSUMER_GROUP_SETTINGS
+
+CONFIG_ENV = "KNIT_KAFKASOURCE"
+log = logging.getLogger("knit.dispatcher")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DispatcherConfig:
+    """Everything one dispatcher needs, with references already resolved to URLs."""
+
+    name: str
+    namespace: str
+    bootstrap_servers: str
+    topics: tuple[str, ...]
+    consumer_group: str
+    sink: str
+    initial_offset: str = "latest"
+    ordering: str = "ordered"
+    delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
+    dead_letter_sink: str | None = None
+    ce_extensions: dict[str, str] = field(default_factory=dict)
+    max_in_flight: int = 100  # unordered: deliveries at once; both: records buffered per partition
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> DispatcherConfig:
+        data = json.loads(text)
+        data["topics"] = tuple(data["topics"])
+        data["delivery"] = DeliveryPolicy(**data["delivery"])
+        return cls(**data)
+
+
+@dataclass
+class _Lane:
+    """One assigned partition: its buffered records and which of them finished."""
+
+    queue: asyncio.Queue[conversion.Record] = field(default_factory=asyncio.Queue)
+    offsets: PartitionOffsets = field(default_factory=PartitionOffsets)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    committed: int | None = None
+    paused: bool = False
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, dispatcher: KafkaSourceDispatcher) -> None:
+        self.dispatcher = dispatcher
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.dispatcher._on_revoked(list(revoked))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.dispatcher._on_assigned(list(assigned))
+
+
+class KafkaSourceDispatcher:
+    def __init__(self, config: DispatcherConfig) -> None:
+        self.config = config
+        self.ready = False
+        self.not_ready_reason = "joining consumer group"
+        self.delivered = 0
+        self._lanes: dict[TopicPartition, _Lane] = {}
+        self._kafka_thread = ThreadPoolExecutor(1, thread_name_prefix="kafka")
+        self._slots = asyncio.Semaphore(config.max_in_flight)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._consumer: KafkaConsumer | None = None
+        self._http: aiohttp.ClientSession | None = None
+
+    # --- the Kafka side (everything that touches the consumer runs on its thread) -----
+
+    async def _on_kafka_thread(self, function: Callable[..., T], *args: Any) -> T:
+        assert self._loop is not None
+        return await self._loop.run_in_executor(self._kafka_thread, function, *args)
+
+    def _new_consumer(self) -> KafkaConsumer:
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.config.bootstrap_servers.split(","),
+            group_id=self.config.consumer_group,
+            client_id=f"knit-kafkasource-{self.config.name}",
+            enable_auto_commit=False,
+            auto_offset_reset=self.config.initial_offset,
+            max_poll_records=500,
+            # A topic created after the dispatcher started is seen within seconds.
+            metadata_max_age_ms=5000,
+            **CONSUMER_GROUP_SETTINGS,
+        )
+        consumer.subscribe(list(self.config.topics), listener=_Rebalance(self))
+        return consumer
+
+    async def _connect(self, stopping: asyncio.Event) -> KafkaConsumer | None:
+        delay = 0.5
+        while not stopping.is_set():
+            try:
+                return await self._on_kafka_thread(self._new_consumer)
+            except KafkaError as error:
+                self.not_ready_reason = f"Kafka at {self.config.bootstrap_servers} is unreachable ({error}); retrying"
+                log.warning("%s in %.1fs", self.not_ready_reason, delay)
+                try:
+                    await asyncio.wait_for(stopping.wait(), delay)
+                except TimeoutError:
+                    delay = min(delay * 2, 10.0)
+        return None
+
+    def _on_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.ready = True
+        log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in assigned) or "nothing")
+
+    def _on_revoked(self, revoked: list[TopicPartition]) -> None:
+        """Runs on the Kafka thread inside poll(): commit what finished, drop the rest."""
+        assert self._loop is not None and self._consumer is not None
+        offsets = asyncio.run_coroutine_threadsafe(self._release(revoked), self._loop).result()
+        if offsets:
+            self._consumer.commit(offsets)
+
+    async def _release(self, revoked: list[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata]:
+        offsets = {}
+        for tp in revoked:
+            lane = self._lanes.pop(tp, None)
+            if lane is None:
+                continue
+            for task in lane.tasks:
+                task.cancel()  # the new owner reads these records again: at least once
+            position = lane.offsets.committable()
+            if position is not None and position != lane.committed:
+                offsets[tp] = OffsetAndMetadata(position, "", -1)
+        return offsets
+
+    def _poll(self) -> dict[TopicPartition, list[Any]]:
+        assert self._consumer is not None
+        return self._consumer.poll(timeout_ms=100)
+
+    def _commit_and_flow(
+        self,
+        offsets: dict[TopicPartition, OffsetAndMetadata],
+        pause: list[TopicPartition],
+        resume: list[TopicPartition],
+    ) -> None:
+        assert self._consumer is not None
+        if offsets:
+            self._consumer.commit(offsets)
+        if pause:
+            self._consumer.pause(*pause)
+        if resume:
+            self._consumer.resume(*resume)
+
+    # --- the delivery side (asyncio) ---------------------------------------------------
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._consumer = await self._connect(stopping)
+        if self._consumer is None:
+            return
+        connector = aiohttp.TCPConnector(limit=self.config.max_in_flight)
+        self._http = aiohttp.ClientSession(connector=connector)
+        try:
+            while not stopping.is_set():
+                try:
+                    batch = await self._on_kafka_thread(self._poll)
+                except KafkaError as error:
+                    log.warning("poll failed: %s; retrying", error)
+                    await asyncio.sleep(1)
+                    continue
+                for tp, records in batch.items():
+                    self._accept(tp, records)
+                await self._on_kafka_thread(self._commit_and_flow, *self._commits_and_flow())
+            await self._drain(grace=10.0)
+        finally:
+            await self._on_kafka_thread(self._consumer.close, False)
+            await self._http.close()
+            self._kafka_thread.shutdown()
+
+    def _accept(self, tp: TopicPartition, records: list[Any]) -> None:
+        lane = self._lanes.get(tp)
+        if lane is None:
+            lane = self._lanes[tp] = _Lane()
+            worker = self._ordered_lane if self.config.ordering == "ordered" else self._unordered_lane
+            lane.tasks.add(asyncio.create_task(worker(lane)))
+        for record in records:
+            lane.offsets.started(record.offset)
+            lane.queue.put_nowait(
+                conversion.Record(
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    timestamp_ms=record.timestamp,
+                    key=record.key,
+                    value=record.value,
+                    headers=conversion.header_pairs(record.headers),
+                )
+            )
+
+    def _commits_and_flow(
+        self,
+    ) -> tuple[dict[TopicPartition, OffsetAndMetadata], list[TopicPartition], list[TopicPartition]]:
+        offsets, pause, resume = {}, [], []
+        for tp, lane in self._lanes.items():
+            position = lane.offsets.committable()
+            if position is not None and position != lane.committed:
+                offsets[tp] = OffsetAndMetadata(position, "", -1)
+                lane.committed = position
+            buffered = lane.offsets.in_flight
+            if not lane.paused and buffered >= self.config.max_in_flight * 5:
+                lane.paused = True
+                pause.append(tp)
+            elif lane.paused and buffered <= self.config.max_in_flight:
+                lane.paused = False
+                resume.append(tp)
+        return offsets, pause, resume
+
+    async def _ordered_lane(self, lane: _Lane) -> None:
+        while True:
+            record = await lane.queue.get()
+            await self._deliver(record)
+            lane.offsets.finished(record.offset)
+
+    async def _unordered_lane(self, lane: _Lane) -> None:
+        while True:
+            record = await lane.queue.get()
+            await self._slots.acquire()
+            task = asyncio.create_task(self._deliver_in_slot(lane, record))
+            lane.tasks.add(task)
+            task.add_done_callback(lane.tasks.discard)
+
+    async def _deliver_in_slot(self, lane: _Lane, record: conversion.Record) -> None:
+        try:
+            await self._deliver(record)
+            lane.offsets.finished(record.offset)
+        finally:
+            self._slots.release()
+
+    async def _drain(self, grace: float) -> None:
+        """On shutdown: let buffered records finish for a while, then commit what finished."""
+        deadline = time.monotonic() + grace
+        while any(lane.offsets.in_flight for lane in self._lanes.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        offsets = await self._release(list(self._lanes))
+        if offsets:
+            await self._on_kafka_thread(self._commit_and_flow, offsets, [], [])
+
+    async def _deliver(self, record: conversion.Record) -> None:
+        """Send one record until it succeeds or the policy gives up; never raises."""
+        where = f"{record.topic}[{record.partition}]@{record.offset}"
+        try:
+            event = conversion.with_overrides(
+                conversion.record_to_event(record, self.config.namespace, self.config.name),
+                self.config.ce_extensions,
+            )
+        except (ValueError, TypeError) as error:
+            log.error("%s is not a valid CloudEvent (%s); skipping it", where, error)
+            return
+        message = conversion.to_http(event)
+        policy = self.config.delivery
+        retries = 0
+        while True:
+            status, reason = await self._post(self.config.sink, message)
+            if status is not None and is_success(status):
+                self.delivered += 1
+                return
+            if not (is_retryable(status) and policy.may_retry(retries)):
+                log.error("giving up on %s (event %s) after %d retries: %s", where, event.get_id(), retries, reason)
+                return
+            retries += 1
+            delay = policy.delay_before_retry(retries)
+            log.warning("%s: %s; retry %d/%d in %.2fs", where, reason, retries, policy.retry, delay)
+            await asyncio.sleep(delay)
+
+    async def _post(self, url: str, message: Any) -> tuple[int | None, str]:
+        assert self._http is not None
+        try:
+            async with self._http.post(
+                url,
+                data=message.body,
+                headers=message.headers,
+                timeout=aiohttp.ClientTimeout(total=self.config.delivery.timeout),
+            ) as response:
+                await response.read()
+                return response.status, f"{url} answered {response.status}"
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            return None, f"{url} unreachable ({type(error).__name__}: {error})"
+
+
+async def _serve_health(dispatcher: KafkaSourceDispatcher, port: int) -> web.AppRunner:
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        if dispatcher.ready:
+            return web.json_response({"status": "ready", "delivered": dispatcher.delivered})
+        return web.json_response({"status": "not ready", "reason": dispatcher.not_ready_reason}, status=503)
+
+    app = web.Application()
+    app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz)])
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, os.environ.get("HOST", "127.0.0.1"), port).start()
+    return runner
+
+
+async def main_async(config: DispatcherConfig, port: int | None) -> None:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    dispatcher = KafkaSourceDispatcher(config)
+    runner = await _serve_health(dispatcher, port) if port else None
+    log.info(
+        "KafkaSource %s/%s: %s (group %s) -> %s",
+        config.namespace,
+        config.name,
+        ",".join(config.topics),
+        config.consumer_group,
+        config.sink,
+    )
+    try:
+        await dispatcher.run(stopping)
+    finally:
+        if runner:
+            await runner.cleanup()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    raw = os.environ.get(CONFIG_ENV)
+    if not raw:
+        raise SystemExit(f"{CONFIG_ENV} is not set: it must hold the dispatcher's configuration as JSON")
+    port = os.environ.get("PORT")
+    asyncio.run(main_async(DispatcherConfig.from_json(raw), int(port) if port else None))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""The resource model (Knative-shaped) and loading it from YAML manifests."""
+
+from knit.resources.loading import InvalidManifests, Manifests, load_manifests
+from knit.resources.model import (
+    Destination,
+    KafkaSource,
+    KReference,
+    Resource,
+    Service,
+    SinkBinding,
+)
+
+__all__ = [
+    "Destination",
+    "InvalidManifests",
+    "KReference",
+    "KafkaSource",
+    "Manifests",
+    "Resource",
+    "Service",
+    "SinkBinding",
+    "load_manifests",
+]

@@ -1,0 +1,1 @@
+"""Runtimes: where instances run. `local` runs them as processes on this machine."""
