@@ -1,5 +1,6 @@
-"""pytest fixtures for code that runs on knit: a real Kafka broker for the test session
-and a real HTTP server that records the CloudEvents sent to it.
+"""pytest fixtures for code that runs on knit: a real Kafka broker for the test session,
+a real HTTP server that records the CloudEvents sent to it, and manifests running on the
+local runtime, in this process (RunningManifests) or as `knit dev` (KnitDev).
 
 Enable with `pytest_plugins = ["knit.testing"]` in a conftest.py. The broker is the
 embedded one unless KAFKA_BOOTSTRAP_SERVERS names a cluster (e.g. a real Apache Kafka).
@@ -7,17 +8,26 @@ embedded one unless KAFKA_BOOTSTRAP_SERVERS names a cluster (e.g. a real Apache 
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from knit.kafka.embedded import EmbeddedBroker
 from knit.kafka.settings import BOOTSTRAP_ENV, wait_until_reachable
+from knit.resources import load_manifests
+from knit.runtimes.local.processes import LogSink
+from knit.runtimes.local.runtime import LocalRuntime
 
 
 @pytest.fixture(scope="session")
@@ -104,3 +114,86 @@ def event_sink() -> Iterator[EventSink]:
     sink = EventSink()
     yield sink
     sink.close()
+
+
+class RunningManifests:
+    """Manifests running on the local runtime in a background thread, for tests that need
+    to reach into it (stop a Service, start it again) while they talk to it over HTTP."""
+
+    def __init__(self, paths: list[Path], kafka_bootstrap: str, log_path: Path, ready_timeout: float = 60) -> None:
+        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.log_path = log_path
+        self.runtime = LocalRuntime(load_manifests(paths), kafka_bootstrap, LogSink(self._log), ready_timeout)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def _call(self, coroutine: Any, timeout: float = 90) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._call(self.runtime.start())
+
+    def url(self, service: str) -> str:
+        return self.runtime.address_of("default", service)
+
+    def stop_service(self, name: str) -> None:
+        self._call(self.runtime.stop_service(name))
+
+    def start_service(self, name: str) -> None:
+        self._call(self.runtime.start_service(name))
+
+    def stop(self) -> None:
+        try:
+            self._call(self.runtime.stop())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._log.close()
+
+
+class KnitDev:
+    """`knit dev` as a user runs it, in a subprocess; its output is kept in `lines` and in
+    a log file, and `url` is the URL it told the user to open."""
+
+    def __init__(self, manifests: Path, cwd: Path, env: dict[str, str] | None = None) -> None:
+        self.log_path = cwd / "knit-dev.log"
+        self.lines: list[str] = []
+        self.url: str | None = None
+        self._ready = threading.Event()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "knit", "dev", "-f", str(manifests)],
+            cwd=cwd, env=env if env is not None else os.environ.copy(), text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        with open(self.log_path, "w") as log:
+            for line in self.process.stdout:
+                log.write(line)
+                log.flush()
+                self.lines.append(line.rstrip("\n"))
+                if line.startswith("Open "):
+                    self.url = line.split()[1]
+                    self._ready.set()
+        self._ready.set()
+
+    def wait_ready(self, timeout: float = 90) -> str:
+        if not self._ready.wait(timeout) or self.url is None:
+            self.stop()
+            raise AssertionError(f"knit dev printed no URL within {timeout}s; see {self.log_path}")
+        return self.url
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._reader.join(5)
+        return self.process.returncode

@@ -1,0 +1,125 @@
+"""`knit dev` as a user runs it: a real process tree, stopped by a signal, nothing left behind."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from knit.testing import KnitDev
+
+pytestmark = pytest.mark.integration
+
+MANIFEST = """
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: hello}
+spec:
+  template:
+    spec:
+      containers:
+        - image: hello:dev
+          command: [python, -m, http.server, "$(PORT)", --bind, "$(HOST)"]
+---
+apiVersion: sources.knative.dev/v1
+kind: KafkaSource
+metadata: {name: feed}
+spec:
+  bootstrapServers: [kafka.kafka.svc:9092]
+  topics: [cli-test]
+  sink: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: hello}}
+"""
+
+
+def knit(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "knit", *args], cwd=cwd, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env or os.environ.copy(),
+    )  # fmt: skip
+
+
+def descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.fixture
+def project(tmp_path):
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "manifests" / "app.yaml").write_text(textwrap.dedent(MANIFEST))
+    return tmp_path
+
+
+def test_knit_dev_starts_everything_prints_the_url_and_leaves_nothing_behind_on_sigterm(project):
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    dev = KnitDev(project / "manifests", cwd=project, env=env)
+    try:
+        url = dev.wait_ready()
+        assert requests.get(url, timeout=5).status_code == 200
+        assert any(line.strip().startswith("kafka") and "embedded" in line for line in dev.lines)
+        children = descendants(dev.process.pid)
+        assert len(children) >= 3  # the broker, the service, the dispatcher
+    finally:
+        assert dev.stop() == 0
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [pid for pid in children if alive(pid)] == []
+    assert (project / ".knit" / "logs" / "kafka.log").read_text().startswith("tansu broker")
+
+
+def test_an_unreachable_kafka_is_one_clear_line_and_nothing_starts(project):
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    process = knit("dev", "-f", "manifests", "--kafka-timeout", "0.5", cwd=project, env=env)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 1
+    assert output.strip().splitlines() == [
+        "knit: no Kafka broker answered at 127.0.0.1:1: start one there, "
+        "or unset KAFKA_BOOTSTRAP_SERVERS to let knit start its embedded broker"
+    ]
+
+
+def test_invalid_manifests_are_listed_and_nothing_starts(project):
+    (project / "manifests" / "app.yaml").write_text(textwrap.dedent(MANIFEST).replace("image: hello:dev", "imag: x"))
+    process = knit("dev", "-f", "manifests", cwd=project)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 2
+    assert "knit: the manifests have problems, nothing was started:" in output
+    assert "(Service hello): spec.template.spec.containers[0].image: Field required" in output
+    assert "(Service hello): spec.template.spec.containers[0].imag: Extra inputs are not permitted" in output
+    assert not (project / ".knit").exists()
+
+
+def test_a_service_that_never_gets_ready_stops_the_start_with_the_reason(project):
+    serving = 'command: [python, -m, http.server, "$(PORT)", --bind, "$(HOST)"]'
+    manifest = textwrap.dedent(MANIFEST).replace(serving, "command: [python, -c, 'import sys; sys.exit(3)']")
+    (project / "manifests" / "app.yaml").write_text(manifest)
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    process = knit("dev", "-f", "manifests", cwd=project, env=env)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert "knit: hello-00001 did not become ready: the process exited before it was ready" in output
