@@ -1,3 +1,3 @@
 """Fixtures every test folder shares (a real Kafka broker among them)."""
 
-pytest_plugins = ["knit.testing"]
+pytest_plugins = ["knit.testing.fixtures"]

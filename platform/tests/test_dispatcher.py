@@ -14,6 +14,7 @@ from knit.eventing.delivery import DeliveryPolicy
 from knit.eventing.dispatcher import CONFIG_ENV, DispatcherConfig
 from knit.kafka.admin import ensure_topics
 from knit.kafka.embedded import free_port
+from knit.testing import EventSink
 
 pytestmark = pytest.mark.integration
 
@@ -137,8 +138,6 @@ def test_a_failing_sink_is_retried_until_it_answers_2xx(kafka_bootstrap, topic, 
 
 
 def test_records_wait_while_the_sink_is_down_and_arrive_when_it_is_back(kafka_bootstrap, topic, dispatchers):
-    from knit.testing import EventSink
-
     port = free_port()
     ids = produce(kafka_bootstrap, topic, 10)
     delivery = DeliveryPolicy(retry=8, backoff_policy="exponential", backoff_delay=0.1, timeout=2)

@@ -1,10 +1,6 @@
-"""pytest fixtures for code that runs on knit: a real Kafka broker for the test session,
-a real HTTP server that records the CloudEvents sent to it, and manifests running on the
-local runtime, in this process (RunningManifests) or as `knit dev` (KnitDev).
-
-Enable with `pytest_plugins = ["knit.testing"]` in a conftest.py. The broker is the
-embedded one unless KAFKA_BOOTSTRAP_SERVERS names a cluster (e.g. a real Apache Kafka).
-"""
+"""Real parts for tests and benchmarks: an HTTP server that records the CloudEvents sent
+to it, and manifests running on the local runtime, in this process (RunningManifests) or
+as `knit dev` (KnitDev)."""
 
 from __future__ import annotations
 
@@ -15,35 +11,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from knit.kafka.embedded import EmbeddedBroker
-from knit.kafka.settings import BOOTSTRAP_ENV, wait_until_reachable
 from knit.resources import load_manifests
 from knit.runtimes.local.processes import LogSink
 from knit.runtimes.local.runtime import LocalRuntime
-
-
-@pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """host:port of a running Kafka broker, for the whole session."""
-    external = os.environ.get(BOOTSTRAP_ENV)
-    if external:
-        wait_until_reachable(external, time.monotonic() + 10)
-        yield external
-        return
-    broker = EmbeddedBroker(tmp_path_factory.mktemp("kafka") / "broker.log")
-    broker.start()
-    try:
-        yield broker.bootstrap_servers
-    finally:
-        broker.stop()
 
 
 @dataclass
@@ -107,13 +82,6 @@ class EventSink:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-
-
-@pytest.fixture
-def event_sink() -> Iterator[EventSink]:
-    sink = EventSink()
-    yield sink
-    sink.close()
 
 
 class RunningManifests:

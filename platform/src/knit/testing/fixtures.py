@@ -1,0 +1,41 @@
+"""pytest fixtures for code that runs on knit: a real Kafka broker for the test session
+and a real HTTP server that records the CloudEvents sent to it.
+
+Enable with `pytest_plugins = ["knit.testing.fixtures"]` in a conftest.py. The broker is
+the embedded one unless KAFKA_BOOTSTRAP_SERVERS names a cluster (e.g. a real Apache Kafka).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from knit.kafka.embedded import EmbeddedBroker
+from knit.kafka.settings import BOOTSTRAP_ENV, wait_until_reachable
+from knit.testing.harness import EventSink
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """host:port of a running Kafka broker, for the whole session."""
+    external = os.environ.get(BOOTSTRAP_ENV)
+    if external:
+        wait_until_reachable(external, time.monotonic() + 10)
+        yield external
+        return
+    broker = EmbeddedBroker(tmp_path_factory.mktemp("kafka") / "broker.log")
+    broker.start()
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def event_sink() -> Iterator[EventSink]:
+    sink = EventSink()
+    yield sink
+    sink.close()
