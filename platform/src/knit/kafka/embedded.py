@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from knit.kafka.settings import KafkaUnavailable, wait_until_reachable
+from knit.runtimes.local.processes import die_with_parent
 
 HOST = "127.0.0.1"
 
@@ -60,6 +61,7 @@ class EmbeddedBroker:
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
                 start_new_session=True,  # Ctrl-C in the terminal goes to knit, which stops it in order
+                preexec_fn=die_with_parent,
             )
         deadline = time.monotonic() + timeout
         try:
