@@ -24,6 +24,7 @@ from knit.resources.model import (
     document_kind,
     same_kind,
 )
+from knit.resources.validation import service_problems
 
 R = TypeVar("R", bound=Resource)
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -143,6 +144,9 @@ def _check_references(resources: Sequence[Resource], labels: dict[int, str], pro
             problems.append(f"{labels[id(resource)]}: {path}.name: no Service {name!r} in these manifests")
 
     for resource in resources:
+        if isinstance(resource, Service):
+            for path, message in service_problems(resource):
+                problems.append(f"{labels[id(resource)]}: {path}: {message}")
         if isinstance(resource, (KafkaSource, SinkBinding)) and resource.spec.sink.ref:
             ref = resource.spec.sink.ref
             check_service_ref(resource, "spec.sink.ref", ref.api_version, ref.kind, ref.name, ref.namespace)
