@@ -44,6 +44,18 @@ class LogSink:
         self.stream.flush()
 
 
+async def pump_lines(stream: asyncio.StreamReader, name: str, logs: LogSink) -> None:
+    """Copy a process's output to the log, line by line, until it closes."""
+    while True:
+        try:
+            line = await stream.readline()
+        except ValueError:  # a line longer than the buffer: take what is there
+            line = await stream.read(1 << 16)
+        if not line:
+            return
+        logs.line(name, line.decode(errors="replace").rstrip())
+
+
 class Process:
     def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path, logs: LogSink) -> None:
         self.name = name
@@ -84,8 +96,7 @@ class Process:
 
     async def _pump_output(self) -> None:
         assert self._process is not None and self._process.stdout is not None
-        while line := await self._process.stdout.readline():
-            self.logs.line(self.name, line.decode(errors="replace").rstrip())
+        await pump_lines(self._process.stdout, self.name, self.logs)
         code = await self._process.wait()
         self.logs.line(self.name, f"exited with code {code}")
 
