@@ -1,0 +1,211 @@
+"""The gateway's HTTP side: an aiohttp server in front, an aiohttp client pool behind.
+
+HTTP/1.1 with keep-alive both ways, bodies streamed in both directions, WebSockets relayed
+frame by frame, hop-by-hop headers dropped and `X-Forwarded-For/-Proto/-Host` added. The
+public listener routes by Host; each Service's cluster-local listener goes to that
+Service's route whatever the Host (the local stand-in for `<svc>.<ns>.svc.cluster.local`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import aiohttp
+from aiohttp import WSMsgType, hdrs, web
+from multidict import CIMultiDict
+from yarl import URL
+
+from knit.gateway.activator import Endpoint, RevisionBackend, Unavailable
+from knit.gateway.routing import RouteEntry, RouteTable
+from knit.observability import GatewayMetrics
+
+HOP_BY_HOP = frozenset(
+    ("connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+     "transfer-encoding", "upgrade")
+)  # fmt: skip
+# aiohttp's client adds these unless told not to; a proxy must send only what it was sent.
+_NO_AUTOMATIC_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+_WEBSOCKET_HANDSHAKE = frozenset(
+    ("sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-accept",
+     "sec-websocket-protocol")
+)  # fmt: skip
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def _dropped(headers: CIMultiDict[str] | aiohttp.typedefs.LooseHeaders) -> set[str]:
+    drop = set(HOP_BY_HOP)
+    for value in headers.getall(hdrs.CONNECTION, ()):  # type: ignore[union-attr]
+        drop.update(token.strip().lower() for token in value.split(","))
+    return drop
+
+
+class Gateway:
+    def __init__(
+        self,
+        routes: RouteTable,
+        backends: dict[str, RevisionBackend],
+        metrics: GatewayMetrics,
+        activation_timeout: Callable[[str], float],
+        request_timeout: Callable[[str], float],
+    ) -> None:
+        self.routes = routes
+        self.backends = backends
+        self.metrics = metrics
+        self.activation_timeout = activation_timeout  # per revision, seconds to wait for an instance
+        self.request_timeout = request_timeout  # per revision: its timeoutSeconds
+        self._session: aiohttp.ClientSession | None = None
+        self._runners: list[web.ServerRunner] = []
+
+    async def start_session(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, use_dns_cache=False, keepalive_timeout=15)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,  # pass bodies through as they are
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=_NO_AUTOMATIC_HEADERS,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+        )
+
+    async def listen(self, host: str, port: int, route: Callable[[web.BaseRequest], RouteEntry | None]) -> int:
+        """Serve on host:port (0 = a free port), routing each request with `route`; the port."""
+
+        async def handler(request: web.BaseRequest) -> web.StreamResponse:
+            return await self.handle(request, route(request))
+
+        runner = web.ServerRunner(web.Server(handler), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, backlog=1024)
+        await site.start()
+        self._runners.append(runner)
+        return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def close(self) -> None:
+        for runner in self._runners:
+            await runner.cleanup()
+        if self._session:
+            await self._session.close()
+
+    def by_host(self, request: web.BaseRequest) -> RouteEntry | None:
+        return self.routes.match(request.host or "")
+
+    async def handle(self, request: web.BaseRequest, route: RouteEntry | None) -> web.StreamResponse:
+        if route is None:
+            known = self.routes.known_hosts()
+            listing = ", ".join(f"http://{host}" for host in known) or "none"
+            return error_response(
+                404, "no_route", f"no Service answers to host {request.host!r}; known routes: {listing}"
+            )
+        revision = route.split.pick()
+        backend = self.backends.get(revision) if revision else None
+        if backend is None:
+            why = f": {route.not_ready}" if route.not_ready else ""
+            return error_response(
+                503, "no_ready_revision", f"Service {route.namespace}/{route.service} has no ready revision yet{why}"
+            )
+        started = time.perf_counter()
+        status = 503
+        try:
+            endpoint = await backend.acquire(self.activation_timeout(backend.revision))
+        except Unavailable as error:
+            self.metrics.observe(route.service, backend.revision, status, time.perf_counter() - started)
+            return error_response(503, "revision_unavailable", str(error))
+        try:
+            if request.headers.get(hdrs.UPGRADE, "").lower() == "websocket":
+                response = await self._relay_websocket(request, endpoint)
+            else:
+                response = await self._forward(request, endpoint, self.request_timeout(backend.revision))
+            status = response.status
+            return response
+        finally:
+            backend.release(endpoint)
+            self.metrics.observe(route.service, backend.revision, status, time.perf_counter() - started)
+
+    def _upstream_headers(self, request: web.BaseRequest, drop: set[str]) -> CIMultiDict[str]:
+        headers: CIMultiDict[str] = CIMultiDict(
+            (name, value) for name, value in request.headers.items() if name.lower() not in drop
+        )
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        client = peer[0] if peer else ""
+        prior = request.headers.get("X-Forwarded-For")
+        headers["X-Forwarded-For"] = f"{prior}, {client}" if prior else client
+        headers["X-Forwarded-Proto"] = request.headers.get("X-Forwarded-Proto", request.scheme)
+        headers["X-Forwarded-Host"] = request.headers.get("X-Forwarded-Host", request.host)
+        return headers
+
+    async def _forward(self, request: web.BaseRequest, endpoint: Endpoint, timeout: float) -> web.StreamResponse:
+        assert self._session is not None
+        drop = _dropped(request.headers) | {"expect"}
+        if request.version >= (1, 1) and request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # the low-level server leaves it to us
+        url = URL(f"http://{endpoint.host}:{endpoint.port}{request.raw_path}", encoded=True)
+        try:
+            async with self._session.request(
+                request.method,
+                url,
+                headers=self._upstream_headers(request, drop),
+                data=request.content if request.body_exists else None,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=5),
+            ) as upstream:
+                response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+                dropped = _dropped(upstream.headers)
+                for name, value in upstream.headers.items():
+                    if name.lower() not in dropped:
+                        response.headers.add(name, value)
+                await response.prepare(request)
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+                await response.write_eof()
+                return response
+        except TimeoutError:
+            return error_response(504, "upstream_timeout", f"{endpoint.name} did not answer within {timeout:g}s")
+        except aiohttp.ClientError as error:
+            return error_response(502, "upstream_failed", f"{endpoint.name} failed: {type(error).__name__}: {error}")
+
+    async def _relay_websocket(self, request: web.BaseRequest, endpoint: Endpoint) -> web.StreamResponse:
+        assert self._session is not None
+        drop = _dropped(request.headers) | _WEBSOCKET_HANDSHAKE | {"host"}
+        headers = self._upstream_headers(request, drop)
+        headers["Host"] = request.host
+        protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+        url = URL(f"http://{endpoint.host}:{endpoint.port}{request.raw_path}", encoded=True)
+        try:
+            upstream = await self._session.ws_connect(
+                url, headers=headers, protocols=protocols, autoping=False, max_msg_size=0, compress=0
+            )
+        except aiohttp.WSServerHandshakeError as error:
+            return error_response(error.status or 502, "upgrade_refused", f"{endpoint.name} refused the upgrade")
+        except aiohttp.ClientError as error:
+            return error_response(502, "upstream_failed", f"{endpoint.name} failed: {type(error).__name__}: {error}")
+        client = web.WebSocketResponse(
+            protocols=[upstream.protocol] if upstream.protocol else (), autoping=False, max_msg_size=0, compress=False
+        )
+        await client.prepare(request)
+        pumps = [asyncio.create_task(_pump(client, upstream)), asyncio.create_task(_pump(upstream, client))]
+        try:
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pump in pumps:
+                pump.cancel()
+            await upstream.close()
+            await client.close()
+        return client
+
+
+async def _pump(source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+                sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse) -> None:  # fmt: skip
+    async for message in source:
+        if message.type == WSMsgType.TEXT:
+            await sink.send_str(message.data)
+        elif message.type == WSMsgType.BINARY:
+            await sink.send_bytes(message.data)
+        elif message.type == WSMsgType.PING:
+            await sink.ping(message.data)
+        elif message.type == WSMsgType.PONG:
+            await sink.pong(message.data)
+    await sink.close(code=source.close_code or 1000)
