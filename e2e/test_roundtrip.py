@@ -105,13 +105,13 @@ def test_a_rejected_comment_reaches_only_its_sender(running_app, listeners):
 def test_comments_wait_in_kafka_while_the_processor_is_down_and_arrive_when_it_is_back(running_app, listeners):
     room = new_room()
     listener = listeners(room)
-    running_app.stop_service("danmaku-processor")
+    running_app.suspend("danmaku-processor")
     try:
         sent = [post_comment(running_app, room, text=f"while down #{n}") for n in range(5)]
         with pytest.raises(queue.Empty):
             listener.next_danmaku(timeout=3)
     finally:
-        running_app.start_service("danmaku-processor")
+        running_app.resume("danmaku-processor")
 
     deadline = time.monotonic() + 60
     arrived = []

@@ -6,6 +6,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -74,12 +75,21 @@ def project(tmp_path):
     return tmp_path
 
 
+def through_gateway(url: str, **kwargs) -> requests.Response:
+    """GET a *.localhost URL: browsers and curl resolve those names to 127.0.0.1, Python does not."""
+    parts = urlsplit(url)
+    return requests.get(
+        f"http://127.0.0.1:{parts.port}{parts.path}", headers={"Host": parts.netloc}, timeout=10, **kwargs
+    )
+
+
 def test_knit_dev_starts_everything_prints_the_url_and_leaves_nothing_behind_on_sigterm(project):
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
     dev = KnitDev(project / "manifests", cwd=project, env=env)
     try:
         url = dev.wait_ready()
-        assert requests.get(url, timeout=5).status_code == 200
+        assert url.startswith("http://hello.default.localhost:")
+        assert through_gateway(url).status_code == 200
         assert any(line.strip().startswith("kafka") and "embedded" in line for line in dev.lines)
         children = descendants(dev.process.pid)
         assert len(children) >= 3  # the broker, the service, the dispatcher
@@ -114,12 +124,28 @@ def test_invalid_manifests_are_listed_and_nothing_starts(project):
     assert not (project / ".knit").exists()
 
 
-def test_a_service_that_never_gets_ready_stops_the_start_with_the_reason(project):
+def test_a_revision_that_never_gets_ready_is_reported_and_its_requests_fail_clearly(project):
     serving = 'command: [python, -m, http.server, "$(PORT)", --bind, "$(HOST)"]'
     manifest = textwrap.dedent(MANIFEST).replace(serving, "command: [python, -c, 'import sys; sys.exit(3)']")
     (project / "manifests" / "app.yaml").write_text(manifest)
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
-    process = knit("dev", "-f", "manifests", cwd=project, env=env)
-    output, _ = process.communicate(timeout=60)
-    assert process.returncode == 1
-    assert "knit: hello-00001 did not become ready: the process exited before it was ready" in output
+    dev = KnitDev(project / "manifests", cwd=project, env=env)
+    try:
+        url = dev.wait_ready()
+        banner = next(line for line in dev.lines if line.strip().startswith("hello "))
+        assert "NOT READY: ExitCode3" in banner
+
+        described = knit("service", "describe", "hello", "--control", dev.control, cwd=project)
+        output, _ = described.communicate(timeout=30)
+        assert described.returncode == 0
+        assert "[FAILED]" in output
+        ready = next(line for line in output.splitlines() if line.strip().startswith("!!") and " Ready " in line)
+        assert "ExitCode3" in ready and "exited with code 3" in ready
+
+        response = through_gateway(url)
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "no_ready_revision"
+        assert "Revision 'hello-00001' failed" in response.json()["error"]["message"]
+        assert "exited with code 3" in response.json()["error"]["message"]
+    finally:
+        dev.stop()

@@ -8,11 +8,13 @@ import pytest
 from knit.resources import load_manifests
 from knit.resources.model import Destination
 from knit.runtimes.local.plan import (
+    binding_for,
     dispatcher_config,
     expand_references,
+    instance_plan,
     resolve_destination,
-    service_plan,
 )
+from knit.serving.revisions import revision_for
 
 MANIFESTS = """
 apiVersion: serving.knit.dev/v1
@@ -79,10 +81,19 @@ def test_references_in_command_and_args_expand_like_kubernetes():
     assert expand_references("$$(PORT) costs $$5", env) == "$(PORT) costs $5"
 
 
-def test_a_service_runs_its_command_with_the_platform_environment(manifests, tmp_path):
-    web = manifests.service("web")
-    plan = service_plan(web, manifests, 9001, "127.0.0.1:19092", address_of, {"PATH": "/bin"})
-    assert plan.name == "web-00001"
+def plan_of(manifests, name, port):
+    service = manifests.service(name)
+    binding = binding_for(service.name, service.namespace, manifests.sink_bindings)
+    revision = revision_for(service, [])
+    folder = manifests.folder_of(service)
+    return instance_plan(
+        f"{revision.name}/1", revision, folder, port, "127.0.0.1:19092", binding, address_of, {"PATH": "/bin"}
+    )
+
+
+def test_an_instance_runs_its_command_with_the_platform_environment(manifests, tmp_path):
+    plan = plan_of(manifests, "web", 9001)
+    assert plan.name == "web-00001/1"
     assert plan.argv == ("gunicorn", "--bind", "127.0.0.1:9001", "--name=hi", "$(UNSET)", "$(PORT)")
     assert plan.cwd == (tmp_path / "app").resolve()
     assert plan.env["PATH"] == "/bin"
@@ -99,8 +110,9 @@ def test_a_service_runs_its_command_with_the_platform_environment(manifests, tmp
 
 
 def test_a_sink_binding_gives_its_subject_k_sink_and_overrides(manifests, tmp_path):
-    plan = service_plan(manifests.service("worker"), manifests, 9002, "k:1", address_of, {})
-    assert plan.name == "worker-v2"
+    plan = plan_of(manifests, "worker", 9002)
+    assert plan.name == "worker-v2/1"
+    assert plan.env["K_REVISION"] == "worker-v2"
     assert plan.cwd == (tmp_path / "manifests").resolve()
     assert plan.env["K_SINK"] == "http://127.0.0.1:9001/events"
     assert json.loads(plan.env["K_CE_OVERRIDES"]) == {"extensions": {"team": "moderation"}}

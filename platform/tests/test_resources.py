@@ -102,7 +102,7 @@ def test_every_problem_is_reported_with_its_file_object_and_field_path(tmp_path)
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", "kind: unknown kind 'ConfigMap'"),
+        ("apiVersion: v1\nkind: Secret\nmetadata: {name: x}\n", "kind: unknown kind 'Secret'"),
         (
             "apiVersion: serving.knit.dev/v2\nkind: Service\nmetadata: {name: x}\n",
             "apiVersion: 'serving.knit.dev/v2' is not accepted for Service; use one of serving.knit.dev/v1",

@@ -1,4 +1,5 @@
-"""The `knit` command."""
+"""The `knit` command: `knit dev` runs manifests on this machine; the other commands talk
+to a running `knit dev` (or, for `render` and `autoscaler simulate`, to nobody)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,20 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import yaml
+
+from knit.autoscaling.cli import add_parser as add_autoscaler_parser
+from knit.client import ControlError, call, control_url
 from knit.kafka.embedded import EmbeddedBroker
 from knit.kafka.settings import BOOTSTRAP_ENV, KafkaUnavailable, wait_until_reachable
-from knit.resources.loading import InvalidManifests, load_manifests
+from knit.resources.loading import InvalidManifests, Manifests, load_manifests
+from knit.runtimes.local.control import DEFAULT_PORT, serve_control
 from knit.runtimes.local.processes import LogSink, ProcessFailed
-from knit.runtimes.local.runtime import LocalRuntime
+from knit.runtimes.local.runtime import LocalRuntime, Options
+from knit.serving.render import render_service
+from knit.serving.state import InvalidApply, RevisionHealth, ServingState
 
 STATE_DIR = Path(".knit")
 
@@ -25,37 +34,68 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
-async def _run_until_stopped(runtime: LocalRuntime, kafka_note: str) -> None:
+def _problems(headline: str, problems: list[str], code: int = 2) -> int:
+    return _fail(headline + "\n  " + "\n  ".join(problems), code)
+
+
+# --- knit dev --------------------------------------------------------------------------
+
+
+async def _serve(manifests: Manifests, runtime: LocalRuntime, control_port: int, kafka_note: str) -> int:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
-    starting = asyncio.create_task(runtime.start())
     try:
-        await asyncio.wait({starting, asyncio.create_task(stopping.wait())}, return_when=asyncio.FIRST_COMPLETED)
-        if starting.done():
-            starting.result()  # raises if a process failed to start
-            urls = runtime.public_urls()
-            print("\nknit dev is ready.", flush=True)
-            for name, url in urls.items():
-                print(f"  {name:<20} {url}")
-            print(f"  {'kafka':<20} {kafka_note}")
-            if urls:
-                print(f"\nOpen {next(iter(urls.values()))} — Ctrl-C stops everything.\n", flush=True)
-            await stopping.wait()
+        await runtime.start()
+    except OSError as error:
+        return _fail(f"the gateway cannot listen on 127.0.0.1:{runtime.options.port} ({error.strerror}); "
+                     "stop what uses that port or pass --port")  # fmt: skip
+    control, port = await serve_control(runtime, control_port)
+    try:
+        applying = asyncio.create_task(runtime.apply(manifests))
+        stop_wait = asyncio.create_task(stopping.wait())
+        await asyncio.wait({applying, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if not applying.done():
+            applying.cancel()
+            return 0
+        try:
+            applying.result()
+        except InvalidApply as error:
+            return _problems("the manifests cannot be applied, nothing was started:", error.problems)
+        settle = asyncio.create_task(runtime.wait_settled(runtime.options.ready_timeout))
+        await asyncio.wait({settle, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if stopping.is_set():
+            return 0
+        _print_banner(runtime, port, kafka_note)
+        await stopping.wait()
+        return 0
     finally:
-        starting.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ProcessFailed):
-            await starting
         print("knit dev: stopping", flush=True)
+        await control.cleanup()
         await runtime.stop()
+
+
+def _print_banner(runtime: LocalRuntime, control_port: int, kafka_note: str) -> None:
+    print("\nknit dev is ready.", flush=True)
+    for status in runtime.services():
+        ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+        state = "Ready" if ready["status"] == "True" else f"NOT READY: {ready['reason']} {ready['message']}".strip()
+        where = status["url"] + "/" if status["url"] else f"cluster-local {status['address']}"
+        print(f"  {status['name']:<22} {where}  ({state})")
+    print(f"  {'gateway':<22} http://127.0.0.1:{runtime.port} (routes by Host: <service>.<namespace>.localhost)")
+    print(f"  {'control API':<22} http://127.0.0.1:{control_port} (knit service list, knit apply -f …, /metrics)")
+    print(f"  {'kafka':<22} {kafka_note}")
+    urls = runtime.public_urls()
+    if urls:
+        print(f"\nOpen {next(iter(urls.values()))} — Ctrl-C stops everything.\n", flush=True)
 
 
 def dev(args: argparse.Namespace) -> int:
     try:
         manifests = load_manifests(args.filename)
     except InvalidManifests as error:
-        return _fail("the manifests have problems, nothing was started:\n  " + "\n  ".join(error.problems), 2)
+        return _problems("the manifests have problems, nothing was started:", error.problems)
 
     broker: EmbeddedBroker | None = None
     external = os.environ.get(BOOTSTRAP_ENV)
@@ -71,45 +111,256 @@ def dev(args: argparse.Namespace) -> int:
     except (KafkaUnavailable, ValueError) as error:
         return _fail(str(error))
 
+    options = Options(port=args.port, ready_timeout=args.ready_timeout, activation_timeout=args.activation_timeout)
     try:
-        runtime = LocalRuntime(manifests, bootstrap, LogSink(), ready_timeout=args.ready_timeout)
-        asyncio.run(_run_until_stopped(runtime, kafka_note))
+        runtime = LocalRuntime(bootstrap, LogSink(), options)
+        return asyncio.run(_serve(manifests, runtime, args.control_port, kafka_note))
     except (ProcessFailed, ValueError) as error:
         return _fail(str(error))
     finally:
         if broker:
             broker.stop()
+
+
+# --- commands that talk to knit dev ------------------------------------------------------------
+
+
+def _mark(status: Any) -> str:
+    return {"True": "++", "False": "!!"}.get(status, "??")
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+                     for row in rows)  # fmt: skip
+
+
+def _ready_of(status: dict[str, Any]) -> dict[str, str]:
+    return next(c for c in status["conditions"] if c["type"] == "Ready")
+
+
+def apply(args: argparse.Namespace) -> int:
+    try:
+        load_manifests(args.filename)  # report file problems here, with the user's own paths
+        result = call(control_url(args.control), "POST", "/apply", {"paths": [str(p.resolve()) for p in args.filename]})
+    except InvalidManifests as error:
+        return _problems("the manifests have problems, nothing was applied:", error.problems)
+    except ControlError as error:
+        return _problems("nothing was applied:", error.problems)
+    print("\n".join(result["changes"]))
     return 0
+
+
+def service_list(args: argparse.Namespace) -> int:
+    try:
+        services = call(control_url(args.control), "GET", "/services")["services"]
+    except ControlError as error:
+        return _problems("cannot list Services:", error.problems, 1)
+    rows = [["NAME", "URL", "LATEST", "READY", "REASON"]]
+    for status in services:
+        latest = next((r["name"] for r in status["revisions"] if r["latest"]), "")
+        ready = _ready_of(status)
+        rows.append([status["name"], status["url"] or "(cluster-local)", latest, ready["status"], ready["reason"]])
+    print(_table(rows))
+    return 0
+
+
+def _get_service(args: argparse.Namespace) -> dict[str, Any]:
+    return call(control_url(args.control), "GET", f"/services/{args.namespace}/{args.name}")
+
+
+def _print_service(status: dict[str, Any]) -> None:
+    print(f"Name:        {status['name']}")
+    print(f"Namespace:   {status['namespace']}")
+    print(f"URL:         {status['url'] or '(none: cluster-local)'}")
+    print(f"Address:     {status['address']}")
+    print(f"Generation:  {status['generation']}")
+    print("\nRevisions:")
+    for revision in status["revisions"]:
+        share = f"{revision['percent']}%" if revision["percent"] else ""
+        latest = " @latest" if revision["latest"] else ""
+        tags = "".join(f" #{tag}" for tag in revision["tags"])
+        health = {True: "ready", False: "FAILED", None: "starting"}[revision["ready"]]
+        scale = f"scale {revision['actual_scale']}/{revision['desired_scale']}"
+        print(f"  {share:>5}{latest} {revision['name']}{tags} [{health}] {scale} (generation {revision['generation']})")
+        if revision["ready"] is False:
+            print(f"         {revision['reason']}: {revision['message']}")
+    print("\nConditions:")
+    rows = [["OK", "TYPE", "REASON", "MESSAGE"]]
+    rows += [[_mark(c["status"]), c["type"], c["reason"], c["message"]] for c in status["conditions"]]
+    print("  " + _table(rows).replace("\n", "\n  "))
+
+
+def service_describe(args: argparse.Namespace) -> int:
+    try:
+        _print_service(_get_service(args))
+    except ControlError as error:
+        return _problems(f"cannot describe Service {args.name}:", error.problems, 1)
+    return 0
+
+
+def service_update(args: argparse.Namespace) -> int:
+    body = {"traffic": _split_commas(args.traffic), "tags": args.tag, "untags": args.untag}
+    try:
+        status = call(control_url(args.control), "POST", f"/services/{args.namespace}/{args.name}/traffic", body)
+    except ControlError as error:
+        return _problems(f"Service {args.name} was not changed:", error.problems)
+    _print_service(status)
+    return 0
+
+
+def _split_commas(values: list[str]) -> list[str]:
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def revision_list(args: argparse.Namespace) -> int:
+    try:
+        services = call(control_url(args.control), "GET", "/services")["services"]
+    except ControlError as error:
+        return _problems("cannot list Revisions:", error.problems, 1)
+    rows = [["NAME", "SERVICE", "TRAFFIC", "TAGS", "GENERATION", "READY", "SCALE", "REASON"]]
+    for status in services:
+        if args.service and status["name"] != args.service:
+            continue
+        for revision in status["revisions"]:
+            ready = {True: "True", False: "False", None: "Unknown"}[revision["ready"]]
+            rows.append([
+                revision["name"], status["name"], f"{revision['percent']}%" if revision["percent"] else "",
+                ",".join(revision["tags"]), str(revision["generation"]), ready,
+                f"{revision['actual_scale']}/{revision['desired_scale']}", revision["reason"],
+            ])  # fmt: skip
+    print(_table(rows))
+    return 0
+
+
+def route_describe(args: argparse.Namespace) -> int:
+    try:
+        status = _get_service(args)
+    except ControlError as error:
+        return _problems(f"cannot describe Route {args.name}:", error.problems, 1)
+    print(f"Name:       {status['name']}")
+    print(f"Namespace:  {status['namespace']}")
+    print(f"URL:        {status['url'] or '(none: cluster-local)'}")
+    print(f"Address:    {status['address']}")
+    print("\nTraffic targets:")
+    rows = [["PERCENT", "REVISION", "LATEST", "TAG", "URL"]]
+    for target in status["traffic"]:
+        rows.append([
+            f"{target['percent']}%", target["revision"] or "(none ready yet)", "yes" if target["latest"] else "",
+            target["tag"] or "", target["url"] or "",
+        ])  # fmt: skip
+    print("  " + _table(rows).replace("\n", "\n  "))
+    ready = next(c for c in status["conditions"] if c["type"] == "RoutesReady")
+    print(f"\nRoutesReady: {ready['status']} {ready['reason']} {ready['message']}".rstrip())
+    return 0
+
+
+def render(args: argparse.Namespace) -> int:
+    """A dry run: what applying the manifests to an empty knit would derive, assuming each
+    new Revision becomes ready."""
+    try:
+        manifests = load_manifests(args.filename)
+        state = ServingState()
+        for change in state.apply(manifests.services):
+            if change.new_revision:
+                state.set_health(change.new_revision.name, RevisionHealth(True))
+    except (InvalidManifests, InvalidApply) as error:
+        return _problems("the manifests have problems:", error.problems)
+    port = "" if args.port == 80 else f":{args.port}"
+
+    def url_of(service: str, namespace: str, tag: str | None) -> str | None:
+        record = state.record(namespace, service)
+        if record.service.cluster_local:
+            return None
+        return f"http://{tag + '-' if tag else ''}{service}.{namespace}.localhost{port}"
+
+    objects = [obj for record in state.records.values() for obj in render_service(state, record, url_of)]
+    print("# knit render: derived objects, assuming every new Revision becomes ready")
+    print(yaml.safe_dump_all(objects, sort_keys=False), end="")
+    return 0
+
+
+# --- the parser -------------------------------------------------------------------------------
+
+
+def _add_control(parser: argparse.ArgumentParser) -> None:
+    default = f"$KNIT_CONTROL_URL or http://127.0.0.1:{DEFAULT_PORT}"
+    parser.add_argument("--control", help=f"the control API of knit dev (default: {default})")
+
+
+def _add_files(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-f", "--filename", action="append", required=True, type=Path,
+                        help="a manifest file or a folder of them (repeatable)")  # fmt: skip
+
+
+def _add_service_name(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name")
+    parser.add_argument("-n", "--namespace", default="default")
+    _add_control(parser)
 
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="knit", description="Knative's model made small.")
-    commands = top.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("dev", help="run manifests on this machine: Kafka, every Service, every KafkaSource")
-    run.add_argument(
-        "-f",
-        "--filename",
-        action="append",
-        required=True,
-        type=Path,
-        help="a manifest file or a folder of them (repeatable)",
-    )
-    run.add_argument(
-        "--kafka-port", type=int, default=0, help="port of the embedded Kafka broker (default: a free one)"
-    )
-    run.add_argument(
-        "--kafka-timeout", type=float, default=5.0, help=f"seconds to wait for the broker named by {BOOTSTRAP_ENV}"
-    )
-    run.add_argument(
-        "--ready-timeout", type=float, default=60.0, help="seconds each process has to pass its readiness check"
-    )
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("dev", help="run manifests on this machine: Kafka, the gateway, every Service and source")
+    _add_files(run)
+    run.add_argument("--port", type=int, default=8080, help="the gateway's port (default 8080; 0 = a free one)")
+    run.add_argument("--control-port", type=int, default=DEFAULT_PORT,
+                     help=f"the control API's port (default {DEFAULT_PORT}; 0 = a free one)")  # fmt: skip
+    run.add_argument("--kafka-port", type=int, default=0, help="the embedded Kafka broker's port (default: a free one)")
+    run.add_argument("--kafka-timeout", type=float, default=5.0,
+                     help=f"seconds to wait for the broker named by {BOOTSTRAP_ENV}")  # fmt: skip
+    run.add_argument("--ready-timeout", type=float, default=60.0, help="seconds an instance has to become ready")
+    run.add_argument("--activation-timeout", type=float, default=60.0,
+                     help="seconds a request waits for an instance of its Revision before a 503")  # fmt: skip
     run.set_defaults(handler=dev)
+
+    apply_ = commands.add_parser("apply", help="apply manifests to a running knit dev")
+    _add_files(apply_)
+    _add_control(apply_)
+    apply_.set_defaults(handler=apply)
+
+    render_ = commands.add_parser("render", help="print the Configurations, Revisions and Routes manifests derive")
+    _add_files(render_)
+    render_.add_argument("--port", type=int, default=8080, help="the gateway port to write into URLs")
+    render_.set_defaults(handler=render)
+
+    service = commands.add_parser("service", help="Services").add_subparsers(dest="action", required=True)
+    listing = service.add_parser("list", help="list Services")
+    _add_control(listing)
+    listing.set_defaults(handler=service_list)
+    describe = service.add_parser("describe", help="a Service: URLs, Revisions, traffic, conditions")
+    _add_service_name(describe)
+    describe.set_defaults(handler=service_describe)
+    update = service.add_parser("update", help="change a Service's traffic split and tags")
+    _add_service_name(update)
+    update.add_argument("--traffic", action="append", default=[],
+                        help="REF=PERCENT[,REF=PERCENT…]; REF is a Revision, @latest or a tag")  # fmt: skip
+    update.add_argument("--tag", action="append", default=[], help="REF=TAG: give a Revision (or @latest) a tag")
+    update.add_argument("--untag", action="append", default=[], help="TAG: remove a tag")
+    update.set_defaults(handler=service_update)
+
+    revision = commands.add_parser("revision", help="Revisions").add_subparsers(dest="action", required=True)
+    revisions = revision.add_parser("list", help="list Revisions")
+    revisions.add_argument("-s", "--service", help="only this Service's")
+    _add_control(revisions)
+    revisions.set_defaults(handler=revision_list)
+
+    route = commands.add_parser("route", help="Routes").add_subparsers(dest="action", required=True)
+    route_show = route.add_parser("describe", help="a Route: its URL and traffic targets")
+    _add_service_name(route_show)
+    route_show.set_defaults(handler=route_describe)
+
+    add_autoscaler_parser(commands)
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return args.handler(args)
+    with contextlib.suppress(BrokenPipeError):
+        return args.handler(args)
+    return 0
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import yaml
 from pydantic import ValidationError
 
 from knit.resources.model import (
+    KINDS,
+    ConfigMap,
     KafkaSource,
     Resource,
     Service,
@@ -60,6 +62,10 @@ class Manifests:
     def sink_bindings(self) -> list[SinkBinding]:
         return self.of_kind(SinkBinding)
 
+    @property
+    def config_maps(self) -> list[ConfigMap]:
+        return self.of_kind(ConfigMap)
+
     def service(self, name: str, namespace: str = "default") -> Service | None:
         return next((s for s in self.services if (s.name, s.namespace) == (name, namespace)), None)
 
@@ -101,7 +107,7 @@ def _parse_document(document: Any, where: str, problems: list[str]) -> Resource 
         return None
     kind = document_kind(document)
     if kind is None:
-        known = ", ".join(("Service", "KafkaSource", "SinkBinding"))
+        known = ", ".join(KINDS)
         problems.append(f"{where}: kind: unknown kind {document.get('kind')!r}; knit knows {known}")
         return None
     label = f"{where} ({kind.__name__} {document.get('metadata', {}).get('name', '?')})"

@@ -243,15 +243,32 @@ class SinkBinding(Resource):
     spec: SinkBindingSpec
 
 
-KINDS: dict[str, type[Resource]] = {kind.__name__: kind for kind in (Service, KafkaSource, SinkBinding)}
+# --- Configuration -----------------------------------------------------------------------
+
+
+class ConfigMap(Resource):
+    """Kubernetes' ConfigMap; knit reads `config-autoscaler` (Knative's global autoscaler
+    settings, same keys) and passes any other through to Kubernetes."""
+
+    GROUP: ClassVar[str] = ""  # the core group: apiVersion is just "v1"
+
+    kind: Literal["ConfigMap"]
+    data: dict[str, str] = {}
+
+
+KINDS: dict[str, type[Resource]] = {kind.__name__: kind for kind in (Service, KafkaSource, SinkBinding, ConfigMap)}
 
 
 def api_group(api_version: str) -> str:
-    return api_version.partition("/")[0]
+    return api_version.rpartition("/")[0]
 
 
 def accepted_api_versions(kind: type[Resource]) -> list[str]:
-    return [f"{group}/{version}" for group in (kind.GROUP, *kind.GROUP_ALIASES) for version in kind.VERSIONS]
+    return [
+        f"{group}/{version}" if group else version
+        for group in (kind.GROUP, *kind.GROUP_ALIASES)
+        for version in kind.VERSIONS
+    ]
 
 
 def same_kind(reference_api_version: str, reference_kind: str, kind: type[Resource]) -> bool:

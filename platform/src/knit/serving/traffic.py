@@ -97,3 +97,60 @@ class InvalidTraffic(ValueError):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         super().__init__("; ".join(f"{path}: {message}" for path, message in problems))
+
+
+def edit_traffic(
+    current: Sequence[TrafficTarget], split: Sequence[str] = (), tags: Sequence[str] = (), untags: Sequence[str] = ()
+) -> list[TrafficTarget]:
+    """A traffic block changed as `kn service update` changes it.
+
+    `split`: `REF=PERCENT` entries that replace every percent (REF is a Revision name,
+    `@latest`, or a tag); `tags`: `REF=TAG` entries (REF a Revision name or `@latest`);
+    `untags`: tags to remove. A target left with no percent and no tag is dropped.
+    Raises ValueError for an entry that is not of its form.
+    """
+    targets = [t.model_dump(by_alias=True, exclude_none=True) for t in current] or [
+        {"latestRevision": True, "percent": 100}
+    ]
+
+    def ref_of(target: dict) -> str:
+        return "@latest" if target.get("latestRevision") or "revisionName" not in target else target["revisionName"]
+
+    def pair(entry: str, form: str) -> tuple[str, str]:
+        ref, sep, value = entry.partition("=")
+        if not sep or not ref or not value:
+            raise ValueError(f"{entry!r} must be of the form {form}")
+        return ref, value
+
+    def target_for(ref: str, **fields: object) -> dict:
+        return {"latestRevision": True, **fields} if ref == "@latest" else {"revisionName": ref, **fields}
+
+    for tag in untags:
+        if not any(t.get("tag") == tag for t in targets):
+            raise ValueError(f"no target has the tag {tag!r}")
+        for target in targets:
+            if target.get("tag") == tag:
+                del target["tag"]
+    for entry in tags:
+        ref, tag = pair(entry, "REF=TAG")
+        untagged = next((t for t in targets if ref_of(t) == ref and "tag" not in t), None)
+        if untagged is not None:
+            untagged["tag"] = tag
+        else:
+            targets.append(target_for(ref, tag=tag))
+    if split:
+        for target in targets:
+            target["percent"] = 0
+        for entry in split:
+            ref, value = pair(entry, "REF=PERCENT")
+            if not value.isdigit():
+                raise ValueError(f"traffic entry {entry!r}: the percent must be a whole number from 0 to 100")
+            target = next((t for t in targets if t.get("tag") == ref), None) or next(
+                (t for t in targets if ref_of(t) == ref and "tag" not in t), None
+            )
+            if target is None:
+                target = target_for(ref)
+                targets.append(target)
+            target["percent"] = int(value)
+    kept = [t for t in targets if t.get("percent") or t.get("tag")]
+    return [TrafficTarget.model_validate(t) for t in kept]

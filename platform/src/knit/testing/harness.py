@@ -18,7 +18,7 @@ from typing import Any
 
 from knit.resources import load_manifests
 from knit.runtimes.local.processes import LogSink
-from knit.runtimes.local.runtime import LocalRuntime
+from knit.runtimes.local.runtime import LocalRuntime, Options
 
 
 @dataclass
@@ -86,30 +86,48 @@ class EventSink:
 
 class RunningManifests:
     """Manifests running on the local runtime in a background thread, for tests that need
-    to reach into it (stop a Service, start it again) while they talk to it over HTTP."""
+    to reach into it (hold a Service at zero, read its status) while they talk to it."""
 
-    def __init__(self, paths: list[Path], kafka_bootstrap: str, log_path: Path, ready_timeout: float = 60) -> None:
+    def __init__(self, paths: list[Path], kafka_bootstrap: str, log_path: Path, options: Options | None = None) -> None:
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         self.log_path = log_path
-        self.runtime = LocalRuntime(load_manifests(paths), kafka_bootstrap, LogSink(self._log), ready_timeout)
+        self.manifests = load_manifests(paths)
+        self.runtime = LocalRuntime(kafka_bootstrap, LogSink(self._log), options or Options(port=0))
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     def _call(self, coroutine: Any, timeout: float = 90) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
 
+    def _in_loop(self, function: Any, *args: Any) -> Any:
+        async def call() -> Any:
+            return function(*args)
+
+        return self._call(call())
+
     def start(self) -> None:
         self._thread.start()
         self._call(self.runtime.start())
+        self._call(self.runtime.apply(self.manifests))
+        self._call(self.runtime.wait_settled(60))
 
     def url(self, service: str) -> str:
+        """The Service's cluster-local address: through the gateway, whatever the Host."""
         return self.runtime.address_of("default", service)
 
-    def stop_service(self, name: str) -> None:
-        self._call(self.runtime.stop_service(name))
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{self.runtime.port}"
 
-    def start_service(self, name: str) -> None:
-        self._call(self.runtime.start_service(name))
+    def describe(self, service: str) -> dict[str, Any]:
+        return self._in_loop(self.runtime.describe, "default", service)
+
+    def suspend(self, service: str) -> None:
+        """Hold a Service at zero instances, as if its processes were gone."""
+        self._in_loop(self.runtime.suspend, service)
+
+    def resume(self, service: str) -> None:
+        self._in_loop(self.runtime.resume, service)
 
     def stop(self) -> None:
         try:
@@ -122,15 +140,21 @@ class RunningManifests:
 
 class KnitDev:
     """`knit dev` as a user runs it, in a subprocess; its output is kept in `lines` and in
-    a log file, and `url` is the URL it told the user to open."""
+    a log file, `url` is the URL it told the user to open, `control` its control API.
+    The gateway and the control API take free ports unless `args` say otherwise."""
 
-    def __init__(self, manifests: Path, cwd: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, manifests: Path, cwd: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         self.log_path = cwd / "knit-dev.log"
         self.lines: list[str] = []
         self.url: str | None = None
+        self.control: str | None = None
+        self.gateway: str | None = None
         self._ready = threading.Event()
+        ports = ("--port", "0", "--control-port", "0")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "knit", "dev", "-f", str(manifests)],
+            [sys.executable, "-m", "knit", "dev", "-f", str(manifests), *ports, *args],
             cwd=cwd, env=env if env is not None else os.environ.copy(), text=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -144,7 +168,12 @@ class KnitDev:
                 log.write(line)
                 log.flush()
                 self.lines.append(line.rstrip("\n"))
-                if line.startswith("Open "):
+                words = line.split()
+                if words[:2] == ["control", "API"]:
+                    self.control = words[2]
+                elif words[:1] == ["gateway"]:
+                    self.gateway = words[1]
+                elif line.startswith("Open "):
                     self.url = line.split()[1]
                     self._ready.set()
         self._ready.set()

@@ -1,6 +1,6 @@
 """What the local runtime will run, worked out before anything starts (pure logic).
 
-Each Service becomes a process for its revision: the container's `command` + `args`
+Each instance of a Revision is a process: the container's `command` + `args`
 (with Kubernetes' `$(VAR)` expansion), in its `workingDir` (relative to the manifest's
 folder), with its `env` plus what the platform injects: PORT, HOST, K_SERVICE,
 K_REVISION, K_CONFIGURATION, KAFKA_BOOTSTRAP_SERVERS and, from a SinkBinding, K_SINK
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
@@ -20,8 +20,8 @@ from urllib.parse import urljoin
 from knit.eventing.delivery import DeliveryPolicy
 from knit.eventing.dispatcher import CONFIG_ENV, DispatcherConfig
 from knit.kafka.settings import BOOTSTRAP_ENV
-from knit.resources.loading import Manifests
-from knit.resources.model import Destination, KafkaSource, Probe, Service, SinkBinding
+from knit.resources.model import Destination, KafkaSource, Probe, SinkBinding
+from knit.serving.revisions import Revision
 
 HOST = "127.0.0.1"
 _VARIABLE_REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
@@ -51,10 +51,6 @@ def expand_references(text: str, env: Mapping[str, str]) -> str:
     return _VARIABLE_REFERENCE.sub(replace, text)
 
 
-def revision_name(service: Service) -> str:
-    return service.spec.template.metadata.name or f"{service.name}-00001"
-
-
 def resolve_destination(destination: Destination, namespace: str, address_of: AddressOf) -> str:
     """A Destination as a URL: the referenced Service's address, with `uri` as a path on it."""
     if destination.ref is None:
@@ -64,37 +60,34 @@ def resolve_destination(destination: Destination, namespace: str, address_of: Ad
     return urljoin(base + "/", destination.uri.lstrip("/")) if destination.uri else base
 
 
-def _binding_for(service: Service, bindings: list[SinkBinding]) -> SinkBinding | None:
+def binding_for(service: str, namespace: str, bindings: Iterable[SinkBinding]) -> SinkBinding | None:
     return next(
-        (
-            b
-            for b in bindings
-            if (b.spec.subject.namespace or b.namespace, b.spec.subject.name) == (service.namespace, service.name)
-        ),
+        (b for b in bindings if (b.spec.subject.namespace or b.namespace, b.spec.subject.name) == (namespace, service)),
         None,
     )
 
 
-def service_plan(
-    service: Service,
-    manifests: Manifests,
+def instance_plan(
+    name: str,
+    revision: Revision,
+    folder: Path,
     port: int,
     kafka_bootstrap: str,
+    binding: SinkBinding | None,
     address_of: AddressOf,
     base_env: Mapping[str, str],
 ) -> ProcessPlan:
-    container = service.spec.template.spec.container
-    revision = revision_name(service)
+    """How to run one instance of a Revision; `folder` is where its Service's manifest lives."""
+    container = revision.template.spec.container
     env: dict[str, str] = {var.name: var.value for var in container.env}
     env.update(
         PORT=str(port),
         HOST=HOST,
-        K_SERVICE=service.name,
-        K_REVISION=revision,
-        K_CONFIGURATION=service.name,
+        K_SERVICE=revision.service,
+        K_REVISION=revision.name,
+        K_CONFIGURATION=revision.service,
         **{BOOTSTRAP_ENV: kafka_bootstrap},
     )
-    binding = _binding_for(service, manifests.sink_bindings)
     if binding:
         env["K_SINK"] = resolve_destination(binding.spec.sink, binding.namespace, address_of)
         if binding.spec.ce_overrides:
@@ -102,13 +95,12 @@ def service_plan(
     argv = [expand_references(part, env) for part in (*container.command, *container.args)]
     if not argv:
         raise ValueError(
-            f"{service.describe()}: the local runtime runs a container's command + args, and this "
+            f"Revision {revision.name}: the local runtime runs a container's command + args, and this "
             "container has neither; add `command` (the image's entrypoint is not known locally)"
         )
-    folder = manifests.folder_of(service)
     cwd = (folder / container.working_dir).resolve() if container.working_dir else folder
     return ProcessPlan(
-        name=revision,
+        name=name,
         argv=tuple(argv),
         env={**base_env, **env},
         cwd=cwd,

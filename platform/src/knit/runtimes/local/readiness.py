@@ -41,6 +41,7 @@ async def wait_until_ready(
     """Poll until ready; NotReady says why not when the process died or time ran out."""
     deadline = time.monotonic() + timeout
     http_get = probe.http_get if probe else None
+    pause = 0.002  # checked often at first: a forked instance is ready in tens of milliseconds
     async with aiohttp.ClientSession() as session:
         while True:
             if http_get:
@@ -54,4 +55,5 @@ async def wait_until_ready(
                 raise NotReady(f"the process exited before it was ready (last check: {problem})")
             if time.monotonic() > deadline:
                 raise NotReady(f"not ready after {timeout:.0f}s: {problem}")
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, 0.05)

@@ -1,31 +1,53 @@
-"""The local runtime: runs the manifests' Services and KafkaSources as processes.
+"""The local runtime: Knative Serving and KafkaSources on this machine.
 
-Services start first (in parallel) and must pass their readiness check; then each
-KafkaSource's dispatcher starts, so no event is sent to a sink that is not listening.
-Stopping goes the other way round.
+It holds the serving state (Services, Revisions, Routes), runs each Revision's instances
+as processes (RevisionRunner), keeps the gateway's tables in step, asks each Revision's
+autoscaler for a desired scale every tick, and runs a dispatcher process per KafkaSource.
+Everything here is I/O and bookkeeping; the decisions live in `serving` and `autoscaling`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import os
 import sys
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import psutil
+
+from knit.autoscaling.knobs import AutoscalerConfig, InvalidKnob, parse_annotations, parse_config
+from knit.autoscaling.metrics import ConcurrencyMeter
+from knit.autoscaling.scaler import RevisionScaler
+from knit.gateway.activator import RevisionBackend
+from knit.gateway.proxy import Gateway
+from knit.gateway.routing import RouteTable
 from knit.kafka.admin import ensure_topics
 from knit.kafka.embedded import free_port
+from knit.observability import Metrics
 from knit.resources.loading import Manifests
+from knit.resources.model import KafkaSource, Service, SinkBinding, TrafficTarget
+from knit.runtimes.local.forking import ForkServer, fork_entry, preloaded_modules
+from knit.runtimes.local.instances import RevisionRunner
 from knit.runtimes.local.plan import (
     HOST,
     ProcessPlan,
+    binding_for,
     dispatcher_config,
     dispatcher_plan,
-    service_plan,
+    instance_plan,
 )
 from knit.runtimes.local.processes import LogSink, Process, ProcessFailed
 from knit.runtimes.local.readiness import NotReady, wait_until_ready
+from knit.serving.revisions import Revision
+from knit.serving.state import Condition, InvalidApply, RevisionHealth, ServingState
 
+AUTOSCALER_CONFIG_MAP = "config-autoscaler"
 # Set by the platform for each instance; a value left in the user's shell must not leak in.
 _PLATFORM_VARIABLES = ("K_SINK", "K_CE_OVERRIDES", "K_SERVICE", "K_REVISION", "K_CONFIGURATION", "PORT")
 
@@ -39,71 +61,371 @@ def base_environment(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     return env
 
 
+@dataclass(frozen=True)
+class Options:
+    port: int = 8080  # the gateway's public port; 0 picks a free one
+    domain: str = "localhost"
+    ready_timeout: float = 60.0  # seconds an instance has to pass its readiness check
+    activation_timeout: float = 60.0  # seconds a request waits for an instance of its Revision
+
+
+@dataclass
+class _RevisionParts:
+    revision: Revision
+    runner: RevisionRunner
+    backend: RevisionBackend
+    scaler: RevisionScaler
+    meter: ConcurrencyMeter
+    usage: UsageSampler
+
+
 class LocalRuntime:
-    def __init__(self, manifests: Manifests, kafka_bootstrap: str, logs: LogSink, ready_timeout: float = 60.0) -> None:
-        self.manifests = manifests
+    def __init__(self, kafka_bootstrap: str, logs: LogSink, options: Options = Options()) -> None:
         self.kafka_bootstrap = kafka_bootstrap
         self.logs = logs
-        self.ready_timeout = ready_timeout
-        self._ports = {(s.namespace, s.name): free_port() for s in manifests.services}
-        base_env = base_environment()
-        self.service_plans = {
-            (s.namespace, s.name): service_plan(
-                s, manifests, self._ports[(s.namespace, s.name)], kafka_bootstrap, self.address_of, base_env
-            )
-            for s in manifests.services
-        }
-        self.dispatcher_configs = {
-            source.name: dispatcher_config(source, kafka_bootstrap, self.address_of)
-            for source in manifests.kafka_sources
-        }
-        self.dispatcher_plans = [
-            dispatcher_plan(source, self.dispatcher_configs[source.name], free_port(), base_env)
-            for source in manifests.kafka_sources
-        ]
-        self.processes: dict[str, Process] = {}
+        self.options = options
+        self.state = ServingState()
+        self.metrics = Metrics()
+        self.routes = RouteTable(options.domain)
+        self.backends: dict[str, RevisionBackend] = {}
+        self.revisions: dict[str, _RevisionParts] = {}
+        self.autoscaler_config: AutoscalerConfig = parse_config({})
+        self.gateway = Gateway(
+            self.routes,
+            self.backends,
+            self.metrics.gateway,
+            activation_timeout=lambda _: options.activation_timeout,
+            request_timeout=lambda revision: float(self.revisions[revision].revision.template.spec.timeout_seconds),
+        )
+        self.port = 0
+        self._service_ports: dict[tuple[str, str], int] = {}
+        self._folders: dict[tuple[str, str], Path] = {}
+        self._bindings: list[SinkBinding] = []
+        self._sources: dict[tuple[str, str], tuple[KafkaSource, Process]] = {}
+        self._suspended: set[tuple[str, str]] = set()
+        self._base_env = base_environment()
+        self._loop_task: asyncio.Task[None] | None = None
 
-    def address_of(self, namespace: str, name: str) -> str:
-        return f"http://{HOST}:{self._ports[(namespace, name)]}"
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.gateway.start_session()
+        self.port = await self.gateway.listen(HOST, self.options.port, self.gateway.by_host)
+        self._loop_task = asyncio.create_task(self._autoscale_forever())
+
+    async def stop(self) -> None:
+        if self._loop_task:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        await asyncio.gather(*(process.stop() for _, process in self._sources.values()))
+        await asyncio.gather(*(parts.runner.stop() for parts in self.revisions.values()))
+        await self.gateway.close()
+
+    # --- addresses ---------------------------------------------------------------------
+
+    def url_of(self, service: str, namespace: str = "default", tag: str | None = None) -> str:
+        """The public URL (browsers and curl resolve *.localhost to 127.0.0.1)."""
+        port = "" if self.port == 80 else f":{self.port}"
+        return f"http://{self.routes.host_of(service, namespace, tag)}{port}"
+
+    def address_of(self, namespace: str, service: str) -> str:
+        """The cluster-local address: what sinks and K_SINK point at."""
+        return f"http://{HOST}:{self._service_ports[(namespace, service)]}"
 
     def public_urls(self) -> dict[str, str]:
         return {
-            s.name: self.address_of(s.namespace, s.name) + "/" for s in self.manifests.services if not s.cluster_local
+            record.service.name: self.url_of(record.service.name, record.service.namespace) + "/"
+            for record in self.state.records.values()
+            if not record.service.cluster_local
         }
 
-    async def start(self) -> None:
-        topics = [t for source in self.manifests.kafka_sources for t in source.spec.topics]
-        await asyncio.get_running_loop().run_in_executor(None, ensure_topics, self.kafka_bootstrap, topics)
-        await self._start_all(self.service_plans.values())
-        await self._start_all(self.dispatcher_plans)
+    # --- applying manifests --------------------------------------------------------------
 
-    async def _start_all(self, plans: Iterable[ProcessPlan]) -> None:
-        await asyncio.gather(*(self._start(plan) for plan in plans))
+    async def apply(self, manifests: Manifests) -> list[str]:
+        """Apply Services, SinkBindings, KafkaSources and the autoscaler ConfigMap; all or nothing.
+        Returns a line per change."""
+        config = self.autoscaler_config
+        for config_map in manifests.config_maps:
+            if config_map.name == AUTOSCALER_CONFIG_MAP:
+                try:
+                    config = parse_config(config_map.data)
+                except InvalidKnob as error:
+                    raise InvalidApply([f"ConfigMap {config_map.name}: data.{error.key}: {error}"]) from None
+        changes = self.state.plan(manifests.services)
+        problems = []
+        for change in changes:
+            revision = change.new_revision
+            if revision:
+                try:
+                    parse_annotations(revision.annotations, revision.container_concurrency, config)
+                except InvalidKnob as error:
+                    problems.append(f"{change.service.describe()}: spec.template.metadata.annotations: {error}")
+        if problems:
+            raise InvalidApply(problems)
 
-    async def _start(self, plan: ProcessPlan) -> None:
+        self.autoscaler_config = config
+        self._bindings = [b for b in self._bindings if b.name not in {n.name for n in manifests.sink_bindings}]
+        self._bindings += manifests.sink_bindings
+        summary = []
+        for change in changes:
+            key = (change.service.namespace, change.service.name)
+            self._folders[key] = manifests.folder_of(change.service)
+            if key not in self._service_ports:
+                self._service_ports[key] = await self.gateway.listen(HOST, 0, self._cluster_local_route(*key))
+        self.state.commit(changes)
+        for change in changes:
+            if change.new_revision:
+                await self._create_revision(change.new_revision, change.service)
+                summary.append(f"{change.service.describe()}: created Revision {change.new_revision.name}")
+            else:
+                summary.append(f"{change.service.describe()}: unchanged template")
+        self._sync_routes()
+        for source in manifests.kafka_sources:
+            summary.append(await self._apply_source(source))
+        return summary
+
+    def update_traffic(self, namespace: str, name: str, traffic: list[TrafficTarget]) -> None:
+        self.state.update_traffic(namespace, name, traffic)
+        self._sync_routes()
+
+    def _cluster_local_route(self, namespace: str, service: str) -> Any:
+        return lambda _request: self.routes.service_route(service, namespace)
+
+    async def _create_revision(self, revision: Revision, service: Service) -> None:
+        key = (service.namespace, service.name)
+        spec = parse_annotations(revision.annotations, revision.container_concurrency, self.autoscaler_config)
+        now = time.monotonic()
+        scaler = RevisionScaler(spec, now)
+        meter = ConcurrencyMeter(now)
+        backend = RevisionBackend(
+            revision.name,
+            revision.container_concurrency,
+            on_demand=lambda: self._poke(revision.name),
+            on_start=lambda: meter.request_started(time.monotonic()),
+            on_finish=lambda: meter.request_finished(time.monotonic()),
+        )
+        folder = self._folders[key]
+
+        def plan_for(name: str, port: int) -> ProcessPlan:
+            binding = binding_for(service.name, service.namespace, self._bindings)
+            return instance_plan(
+                name, revision, folder, port, self.kafka_bootstrap, binding, self.address_of, self._base_env
+            )
+
+        fork_server = await self._fork_server(revision, plan_for)
+        runner = RevisionRunner(
+            revision,
+            plan_for,
+            backend,
+            self.logs,
+            report=lambda health: self._report(revision.name, health),
+            ready_timeout=self.options.ready_timeout,
+            fork_server=fork_server,
+        )
+        self.backends[revision.name] = backend
+        self.revisions[revision.name] = _RevisionParts(revision, runner, backend, scaler, meter, UsageSampler())
+        self._decide(revision.name, now)
+
+    async def _fork_server(self, revision: Revision, plan_for: Any) -> ForkServer | None:
+        """A fork server for a Revision that names modules to preload, when its command allows."""
+        modules = preloaded_modules(revision.annotations)
+        if not modules:
+            return None
+        template = plan_for(f"{revision.name}/template", 0)
+        entry = fork_entry(template.argv, template.env)
+        if entry is None:
+            self.logs.line(revision.name, "local.knit.dev/preload ignored: the command is not a Python entry point")
+            return None
+        env = {k: v for k, v in template.env.items() if k != "PORT"}
+        server = ForkServer(f"{revision.name}/template", entry[0], modules, env, template.cwd)
+        try:
+            await server.start()
+        except ProcessFailed as error:
+            self.logs.line(revision.name, f"{error}; instances start as fresh processes")
+            return None
+        return server
+
+    def _report(self, revision: str, health: RevisionHealth) -> None:
+        self.state.set_health(revision, health)
+        self._sync_routes()  # routes, and the reasons their 503s give
+
+    def _sync_routes(self) -> None:
+        for record in self.state.records.values():
+            service = record.service
+            ready = self.state.conditions(record)["Ready"]
+            not_ready = ready.message if ready.status != "True" else ""
+            self.routes.set_route(
+                service.name, service.namespace, record.route.split, record.route.tags, service.cluster_local, not_ready
+            )
+
+    # --- KafkaSources ----------------------------------------------------------------------
+
+    async def _apply_source(self, source: KafkaSource) -> str:
+        key = (source.namespace, source.name)
+        current = self._sources.get(key)
+        if current and current[0] == source:
+            return f"{source.describe()}: unchanged"
+        if current:
+            await current[1].stop()
+        config = dispatcher_config(source, self.kafka_bootstrap, self.address_of)
+        await asyncio.get_running_loop().run_in_executor(None, ensure_topics, self.kafka_bootstrap, config.topics)
+        plan = dispatcher_plan(source, config, free_port(), self._base_env)
         process = Process(plan.name, plan.argv, plan.env, plan.cwd, self.logs)
-        self.processes[plan.name] = process
+        self._sources[key] = (source, process)
         await process.start()
         try:
-            await wait_until_ready(plan.probe, HOST, plan.port, self.ready_timeout, lambda: process.running)
+            await wait_until_ready(plan.probe, HOST, plan.port, self.options.ready_timeout, lambda: process.running)
         except NotReady as error:
             raise ProcessFailed(f"{plan.name} did not become ready: {error}") from None
+        return f"{source.describe()}: dispatching {', '.join(config.topics)} to {config.sink}"
 
-    async def stop(self) -> None:
-        dispatchers = [p.name for p in self.dispatcher_plans]
-        await asyncio.gather(*(self.processes[n].stop() for n in dispatchers if n in self.processes))
-        await asyncio.gather(*(p.stop() for n, p in self.processes.items() if n not in dispatchers))
+    # --- autoscaling -----------------------------------------------------------------------
 
-    def _service_plan(self, name: str, namespace: str) -> ProcessPlan:
-        try:
-            return self.service_plans[(namespace, name)]
-        except KeyError:
-            raise KeyError(
-                f"no Service {namespace}/{name}; known: {sorted(n for _, n in self.service_plans)}"
-            ) from None
+    def _poke(self, revision: str) -> None:
+        """A request is waiting for a Revision with no ready instance: decide now."""
+        now = time.monotonic()
+        self.revisions[revision].scaler.poke(now)
+        self._decide(revision, now)
 
-    async def stop_service(self, name: str, namespace: str = "default") -> None:
-        await self.processes[self._service_plan(name, namespace).name].stop()
+    def _decide(self, name: str, now: float) -> None:
+        parts = self.revisions[name]
+        runner = parts.runner
+        key = (parts.revision.namespace, parts.revision.service)
+        if key in self._suspended:
+            runner.scale_to(0)
+            return
+        decision = parts.scaler.decide(now, runner.ready_count, self.state.routable(name))
+        runner.scale_to(decision.desired)
+        labels = (parts.revision.service, name)
+        self.metrics.autoscaler.desired.labels(*labels).set(decision.desired)
+        self.metrics.autoscaler.actual.labels(*labels).set(runner.ready_count)
+        self.metrics.autoscaler.panic.labels(*labels).set(1 if decision.panic else 0)
+        self.metrics.autoscaler.stable.labels(*labels).set(decision.stable_value)
+        self.metrics.autoscaler.panic_value.labels(*labels).set(decision.panic_value)
 
-    async def start_service(self, name: str, namespace: str = "default") -> None:
-        await self._start(self._service_plan(name, namespace))
+    async def _autoscale_forever(self) -> None:
+        """Knative's rhythm: metrics every second, a decision every tick."""
+        next_tick = time.monotonic()
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for name, parts in list(self.revisions.items()):
+                concurrency, requests = parts.meter.collect(now)
+                parts.scaler.record_traffic(now, concurrency, requests)
+                self.metrics.gateway.in_flight.labels(parts.revision.service, name).set(parts.backend.in_flight)
+                if parts.scaler.spec.autoscaler_class == "hpa":
+                    usage = parts.usage.sample([i.process.pid for i in parts.runner.instances if i.ready])
+                    if usage:
+                        parts.scaler.record_usage(now, *usage)
+            if now >= next_tick:
+                next_tick = now + self.autoscaler_config.tick_interval
+                for name in list(self.revisions):
+                    self._decide(name, now)
+
+    # --- status, for the control API ------------------------------------------------------
+
+    def describe(self, namespace: str, name: str) -> dict[str, Any]:
+        """A Service as `knit service describe` shows it: URLs, conditions, Revisions, traffic."""
+        record = self.state.record(namespace, name)
+        service = record.service
+        route = record.route
+        latest_ready = self.state.latest_ready(record)
+        revisions = []
+        for revision in reversed(record.revisions):
+            health = self.state.health.get(revision.name, RevisionHealth(None))
+            parts = self.revisions.get(revision.name)
+            revisions.append(
+                {
+                    "name": revision.name,
+                    "generation": revision.generation,
+                    "ready": health.ready,
+                    "reason": health.reason,
+                    "message": health.message,
+                    "percent": route.split.get(revision.name, 0),
+                    "tags": sorted(tag for tag, target in route.tags.items() if target == revision.name),
+                    "latest": latest_ready is not None and revision.name == latest_ready.name,
+                    "actual_scale": parts.runner.ready_count if parts else 0,
+                    "desired_scale": parts.runner.desired if parts else 0,
+                    "container_concurrency": revision.container_concurrency,
+                }
+            )
+        service_url = None if service.cluster_local else self.url_of(name, namespace)
+        return {
+            "name": name,
+            "namespace": namespace,
+            "generation": record.generation,
+            "url": service_url,
+            "address": self.address_of(namespace, name),
+            "conditions": [_condition_dict(c) for c in self.state.conditions(record).values()],
+            "revisions": revisions,
+            "traffic": [
+                {
+                    "revision": target.revision,
+                    "latest": target.latest,
+                    "percent": target.percent,
+                    "tag": target.tag,
+                    "url": self.url_of(name, namespace, target.tag) if target.tag and service_url else None,
+                }
+                for target in route.targets
+            ],
+        }
+
+    def services(self) -> list[dict[str, Any]]:
+        return [self.describe(ns, name) for ns, name in sorted(self.state.records)]
+
+    # --- for tests: hold a Service at zero, as if its processes were gone --------------------
+
+    def suspend(self, service: str, namespace: str = "default") -> None:
+        self._suspended.add((namespace, service))
+        for parts in self.revisions.values():
+            if (parts.revision.namespace, parts.revision.service) == (namespace, service):
+                parts.runner.scale_to(0)
+
+    def resume(self, service: str, namespace: str = "default") -> None:
+        self._suspended.discard((namespace, service))
+        now = time.monotonic()
+        for name, parts in self.revisions.items():
+            if (parts.revision.namespace, parts.revision.service) == (namespace, service):
+                self._decide(name, now)
+
+    async def wait_settled(self, timeout: float) -> None:
+        """Wait until every Service's latest Revision is ready or has failed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(
+                self.state.health.get(r.latest_created.name, RevisionHealth(None)).ready is not None
+                for r in self.state.records.values()
+            ):
+                return
+            await asyncio.sleep(0.05)
+
+
+class UsageSampler:
+    """CPU and memory of a Revision's instances, for the HPA class: the average per instance,
+    each instance counted with its children (gunicorn's workers). CPU is in percent of one
+    core since the previous sample, so the same psutil objects are kept between samples."""
+
+    def __init__(self) -> None:
+        self._processes: dict[int, psutil.Process] = {}
+
+    def _tree(self, pid: int) -> list[psutil.Process]:
+        root = self._processes.setdefault(pid, psutil.Process(pid))
+        return [root, *(self._processes.setdefault(c.pid, c) for c in root.children(recursive=True))]
+
+    def sample(self, pids: list[int | None]) -> tuple[float, float] | None:
+        """(CPU %, resident MiB) averaged over the instances, or None when there is none."""
+        samples, seen = [], set()
+        for pid in filter(None, pids):
+            with contextlib.suppress(psutil.Error):
+                tree = self._tree(pid)
+                seen.update(p.pid for p in tree)
+                samples.append((sum(p.cpu_percent(None) for p in tree), sum(p.memory_info().rss for p in tree) / 2**20))
+        self._processes = {pid: p for pid, p in self._processes.items() if pid in seen}
+        if not samples:
+            return None
+        return sum(s[0] for s in samples) / len(samples), sum(s[1] for s in samples) / len(samples)
+
+
+def _condition_dict(condition: Condition) -> dict[str, str]:
+    return dataclasses.asdict(condition)
