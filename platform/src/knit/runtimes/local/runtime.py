@@ -348,6 +348,17 @@ class LocalRuntime:
                     "actual_scale": parts.runner.ready_count if parts else 0,
                     "desired_scale": parts.runner.desired if parts else 0,
                     "container_concurrency": revision.container_concurrency,
+                    "instances": [
+                        {
+                            "name": i.name,
+                            "address": f"http://{HOST}:{i.plan.port}",
+                            "pid": i.process.pid,
+                            "ready": i.ready,
+                            "leaving": i.leaving,
+                            "in_flight": i.endpoint.in_flight if i.endpoint else 0,
+                        }
+                        for i in (parts.runner.instances if parts else [])
+                    ],
                 }
             )
         service_url = None if service.cluster_local else self.url_of(name, namespace)
