@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+import yaml
 
 from knit.testing import KnitDev
 
@@ -149,3 +150,68 @@ def test_a_revision_that_never_gets_ready_is_reported_and_its_requests_fail_clea
         assert "exited with code 3" in response.json()["error"]["message"]
     finally:
         dev.stop()
+
+
+def run_knit(*args: str, cwd: Path) -> tuple[int, str]:
+    process = knit(*args, cwd=cwd)
+    output, _ = process.communicate(timeout=60)
+    return process.returncode, output
+
+
+def test_apply_update_and_describe_work_against_a_running_knit_dev(project):
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    dev = KnitDev(project / "manifests", cwd=project, env=env)
+    try:
+        dev.wait_ready()
+        control = ("--control", dev.control)
+        changed = textwrap.dedent(MANIFEST).replace("image: hello:dev", "image: hello:v2")
+        (project / "v2.yaml").write_text(changed)
+
+        code, output = run_knit("apply", "-f", "v2.yaml", *control, cwd=project)
+        assert (code, output.splitlines()[0]) == (0, "Service default/hello: created Revision hello-00002")
+
+        code, output = run_knit(
+            "service", "update", "hello", "--traffic", "hello-00001=90,@latest=10", "--tag", "hello-00002=next",
+            *control, cwd=project,
+        )  # fmt: skip
+        assert code == 0, output
+        code, output = run_knit("route", "describe", "hello", *control, cwd=project)
+        assert code == 0
+        rows = [line.split() for line in output.splitlines() if line.strip().endswith("%") or "%" in line]
+        assert ["90%", "hello-00001"] in [row[:2] for row in rows]
+        assert any(row[:2] == ["10%", "hello-00002"] for row in rows)
+        assert "http://next-hello.default.localhost:" in output
+
+        code, output = run_knit("revision", "list", *control, cwd=project)
+        assert code == 0
+        assert [line.split()[:3] for line in output.splitlines()[1:3]] == [
+            ["hello-00002", "hello", "10%"],
+            ["hello-00001", "hello", "90%"],
+        ]
+
+        code, output = run_knit("service", "update", "hello", "--traffic", "hello-00001=50", *control, cwd=project)
+        assert code == 2
+        assert "spec.traffic: percents must add up to 100; they add up to 50" in output
+    finally:
+        dev.stop()
+
+
+def test_the_commands_say_when_no_knit_dev_is_running(project):
+    code, output = run_knit("service", "list", "--control", "http://127.0.0.1:1", cwd=project)
+    assert code == 1
+    assert "no knit dev answered at http://127.0.0.1:1" in output
+
+
+def test_render_prints_the_derived_objects_without_starting_anything(project):
+    code, output = run_knit("render", "-f", "manifests", cwd=project)
+    assert code == 0
+    documents = list(yaml.safe_load_all(output))
+    assert [(d["kind"], d["metadata"]["name"]) for d in documents] == [
+        ("Configuration", "hello"),
+        ("Revision", "hello-00001"),
+        ("Route", "hello"),
+    ]
+    assert documents[2]["status"]["traffic"] == [
+        {"revisionName": "hello-00001", "percent": 100, "latestRevision": True}
+    ]
+    assert not (project / ".knit").exists()

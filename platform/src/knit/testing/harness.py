@@ -111,6 +111,12 @@ class RunningManifests:
         self._call(self.runtime.apply(self.manifests))
         self._call(self.runtime.wait_settled(60))
 
+    def apply(self, paths: list[Path]) -> list[str]:
+        """Apply more manifests, as `knit apply -f` does; returns a line per change."""
+        changes = self._call(self.runtime.apply(load_manifests(paths)))
+        self._call(self.runtime.wait_settled(60))
+        return changes
+
     def url(self, service: str) -> str:
         """The Service's cluster-local address: through the gateway, whatever the Host."""
         return self.runtime.address_of("default", service)

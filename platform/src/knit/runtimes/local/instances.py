@@ -69,7 +69,8 @@ class RevisionRunner:
         self.fork_server = fork_server
         self.desired = 0
         self.instances: list[Instance] = []
-        self.ever_ready = False
+        self.ever_ready = False  # an instance passed its readiness check
+        self.ready_reported = False
         self.failures_in_a_row = 0
         self._numbers = itertools.count(1)
         self._restart: asyncio.TimerHandle | None = None
@@ -85,6 +86,10 @@ class RevisionRunner:
         return [i for i in self.instances if not i.leaving]
 
     def scale_to(self, desired: int) -> None:
+        if desired == 0 and not self.ready_reported and not self.instances:
+            # initial-scale 0: Knative calls a Revision ready once it reached its initial scale.
+            self.ready_reported = True
+            self.report(RevisionHealth(True))
         self.desired = desired
         self._reconcile()
 
@@ -142,8 +147,9 @@ class RevisionRunner:
             instance.endpoint = Endpoint(instance.name, HOST, instance.plan.port)
             self.backend.add(instance.endpoint)
             self.failures_in_a_row = 0
+            self.backend.failure = None
             if not self.ever_ready:
-                self.ever_ready = True
+                self.ever_ready = self.ready_reported = True
                 self.report(RevisionHealth(True))
         code = await instance.process.wait()
         if not instance.leaving:

@@ -1,0 +1,143 @@
+"""The gateway's HTTP side against a real upstream: headers, streamed bodies, WebSockets, errors."""
+
+import asyncio
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from knit.gateway.activator import Endpoint, RevisionBackend
+from knit.gateway.proxy import Gateway
+from knit.gateway.routing import RouteTable
+from knit.observability import Metrics
+
+pytestmark = pytest.mark.integration
+HOST = "hello.default.localhost"
+
+
+async def upstream_app() -> web.Application:
+    async def headers(request: web.Request) -> web.Response:
+        return web.json_response(dict(request.headers))
+
+    async def echo(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        async for chunk in request.content.iter_any():
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
+    async def websocket(request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        async for message in socket:
+            await socket.send_str(f"echo: {message.data}")
+        return socket
+
+    app = web.Application()
+    app.add_routes([web.get("/headers", headers), web.post("/echo", echo), web.get("/ws", websocket)])
+    return app
+
+
+async def with_gateway(scenario):
+    runner = web.AppRunner(await upstream_app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    upstream_port = site._server.sockets[0].getsockname()[1]
+    routes = RouteTable()
+    routes.set_route("hello", "default", {"hello-00001": 100}, {}, cluster_local=False)
+    routes.set_route("idle", "default", {}, {}, cluster_local=False, not_ready="Revision 'idle-00001' is not ready yet")
+    backend = RevisionBackend("hello-00001", 0)
+    backend.add(Endpoint("hello-00001/1", "127.0.0.1", upstream_port))
+    gateway = Gateway(routes, {"hello-00001": backend}, Metrics().gateway, lambda _: 1.0, lambda _: 30.0)
+    await gateway.start_session()
+    port = await gateway.listen("127.0.0.1", 0, gateway.by_host)
+    try:
+        async with aiohttp.ClientSession() as client:
+            await scenario(client, f"http://127.0.0.1:{port}", backend)
+    finally:
+        await gateway.close()
+        await runner.cleanup()
+
+
+def test_a_request_is_forwarded_with_forwarding_headers_and_without_hop_by_hop_ones():
+    async def scenario(client, gateway, backend):
+        headers = {"Host": HOST, "Connection": "keep-alive, X-Private", "X-Private": "secret", "X-App": "1"}
+        async with client.get(f"{gateway}/headers", headers=headers) as response:
+            seen = await response.json()
+        assert response.status == 200
+        assert seen["Host"] == HOST
+        assert seen["X-Forwarded-For"] == "127.0.0.1"
+        assert seen["X-Forwarded-Proto"] == "http"
+        assert seen["X-Forwarded-Host"] == HOST
+        assert seen["X-App"] == "1"
+        assert "X-Private" not in seen
+        assert backend.in_flight == 0
+
+    asyncio.run(with_gateway(scenario))
+
+
+def test_a_large_body_streams_through_both_ways():
+    async def scenario(client, gateway, _):
+        payload = bytes(range(256)) * 8192  # 2 MiB
+
+        async def chunks():
+            for start in range(0, len(payload), 65536):
+                yield payload[start : start + 65536]
+
+        async with client.post(f"{gateway}/echo", data=chunks(), headers={"Host": HOST}) as response:
+            assert response.status == 200
+            assert await response.read() == payload
+
+    asyncio.run(with_gateway(scenario))
+
+
+def test_a_websocket_session_is_relayed():
+    async def scenario(client, gateway, backend):
+        async with client.ws_connect(f"{gateway}/ws", headers={"Host": HOST}) as socket:
+            for text in ("one", "two"):
+                await socket.send_str(text)
+                assert (await socket.receive()).data == f"echo: {text}"
+            assert backend.in_flight == 1  # a WebSocket session is one request for its whole life
+        await asyncio.sleep(0.05)
+        assert backend.in_flight == 0
+
+    asyncio.run(with_gateway(scenario))
+
+
+def test_an_unknown_host_is_404_listing_the_known_routes():
+    async def scenario(client, gateway, _):
+        async with client.get(f"{gateway}/", headers={"Host": "nobody.default.localhost"}) as response:
+            body = await response.json()
+        assert response.status == 404
+        assert body["error"]["code"] == "no_route"
+        assert "'nobody.default.localhost'" in body["error"]["message"]
+        assert "http://hello.default.localhost" in body["error"]["message"]
+
+    asyncio.run(with_gateway(scenario))
+
+
+def test_a_route_with_no_ready_revision_is_503_with_the_reason():
+    async def scenario(client, gateway, _):
+        async with client.get(f"{gateway}/", headers={"Host": "idle.default.localhost"}) as response:
+            body = await response.json()
+        assert response.status == 503
+        assert body["error"] == {
+            "code": "no_ready_revision",
+            "message": "Service default/idle has no ready revision yet: Revision 'idle-00001' is not ready yet",
+        }
+
+    asyncio.run(with_gateway(scenario))
+
+
+def test_an_instance_that_went_away_is_a_502_naming_it():
+    async def scenario(client, gateway, backend):
+        backend.endpoints[0].port = 1  # nothing listens there
+        async with client.get(f"{gateway}/headers", headers={"Host": HOST}) as response:
+            body = await response.json()
+        assert response.status == 502
+        assert body["error"]["code"] == "upstream_failed"
+        assert "hello-00001/1 failed" in body["error"]["message"]
+
+    asyncio.run(with_gateway(scenario))

@@ -1,0 +1,158 @@
+"""Knative Serving on the local runtime, with real gunicorn processes behind the real gateway:
+scale from zero and back, percent splits, tags, containerConcurrency, new Revisions."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+import yaml
+
+from knit.runtimes.local.runtime import Options
+from knit.testing import RunningManifests
+
+pytestmark = pytest.mark.integration
+
+CONTAINER = {
+    "image": "sample:dev",
+    "command": ["gunicorn"],
+    "args": ["-k", "gthread", "--threads", "16", "--no-control-socket", "-b", "$(HOST):$(PORT)",
+             "knit.testing.sample_app:app"],
+    "readinessProbe": {"httpGet": {"path": "/readyz"}},
+}  # fmt: skip
+PRELOAD = {"local.knit.dev/preload": "knit.testing.sample_app gunicorn.workers.gthread"}
+
+
+def service(name="hello", annotations=None, traffic=None, revision=None, version="1", concurrency=0):
+    template = {
+        "metadata": {"annotations": {**PRELOAD, **(annotations or {})}},
+        "spec": {
+            "containerConcurrency": concurrency,
+            "containers": [{**CONTAINER, "env": [{"name": "VERSION", "value": version}]}],
+        },
+    }
+    if revision:
+        template["metadata"]["name"] = revision
+    spec = {"template": template, **({"traffic": traffic} if traffic else {})}
+    return {"apiVersion": "serving.knit.dev/v1", "kind": "Service", "metadata": {"name": name}, "spec": spec}
+
+
+FAST_AUTOSCALER = {
+    "apiVersion": "v1",
+    "kind": "ConfigMap",
+    "metadata": {"name": "config-autoscaler"},
+    "data": {"stable-window": "6s", "scale-to-zero-grace-period": "1s", "tick-interval": "1s",
+             "allow-zero-initial-scale": "true"},
+}  # fmt: skip
+
+
+@pytest.fixture
+def run(kafka_bootstrap, tmp_path):
+    """Start the given resources on the local runtime; stopped after the test."""
+    started: list[RunningManifests] = []
+    counter = iter(range(100))
+
+    def write(*documents) -> list:
+        path = tmp_path / f"manifests-{next(counter)}.yaml"
+        path.write_text(yaml.safe_dump_all(documents))
+        return [path]
+
+    def start(*documents) -> RunningManifests:
+        running = RunningManifests(write(*documents), kafka_bootstrap, tmp_path / "processes.log", Options(port=0))
+        started.append(running)
+        running.start()
+        running.write = write
+        return running
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+def get(running: RunningManifests, host: str = "hello.default.localhost", session=requests, **params):
+    return session.get(running.gateway + "/", params=params, headers={"Host": host}, timeout=30)
+
+
+def revision_status(running: RunningManifests, service: str = "hello") -> dict:
+    return running.describe(service)["revisions"][0]
+
+
+def test_load_scales_a_revision_from_zero_to_three_and_back_to_zero_without_a_failed_request(run):
+    annotations = {"autoscaling.knit.dev/target": "1", "autoscaling.knit.dev/target-utilization-percentage": "100",
+                   "autoscaling.knit.dev/initial-scale": "0"}  # fmt: skip
+    running = run(service(annotations=annotations), FAST_AUTOSCALER)
+    assert revision_status(running)["actual_scale"] == 0
+
+    statuses: Counter[int] = Counter()
+    stop = threading.Event()
+
+    def client() -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                statuses[get(running, session=session, sleep_ms=300).status_code] += 1
+
+    peak = 0
+    with ThreadPoolExecutor(4) as clients:
+        for _ in range(4):
+            clients.submit(client)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and peak < 3:
+            peak = max(peak, revision_status(running)["actual_scale"])
+            time.sleep(0.1)
+        stop.set()
+
+    assert peak >= 3
+    assert set(statuses) == {200}, statuses
+    deadline = time.monotonic() + 45
+    while time.monotonic() < deadline and (status := revision_status(running))["instances"]:
+        time.sleep(0.2)
+    assert status["actual_scale"] == 0 and status["instances"] == [], status
+
+
+def test_a_90_10_split_over_2000_requests_lands_within_3_points_and_a_tag_reaches_only_its_revision(run):
+    pinned = {"autoscaling.knit.dev/min-scale": "1"}
+    running = run(service(annotations=pinned, revision="hello-blue", version="1"))
+    traffic = [
+        {"revisionName": "hello-blue", "percent": 90},
+        {"revisionName": "hello-green", "percent": 10, "tag": "canary"},
+    ]
+    running.apply(running.write(service(annotations=pinned, revision="hello-green", version="2", traffic=traffic)))
+
+    with requests.Session() as session:
+        served = Counter(get(running, session=session).json()["revision"] for _ in range(2000))
+        canary = Counter(get(running, "canary-hello.default.localhost", session).json()["revision"] for _ in range(50))
+
+    assert abs(served["hello-green"] / 2000 - 0.10) <= 0.03, served
+    assert served["hello-blue"] + served["hello-green"] == 2000
+    assert canary == {"hello-green": 50}
+
+
+def test_with_container_concurrency_1_no_instance_ever_serves_two_requests_at_once(run):
+    annotations = {"autoscaling.knit.dev/max-scale": "2", "autoscaling.knit.dev/min-scale": "1"}
+    running = run(service(annotations=annotations, concurrency=1))
+
+    def one(_: int) -> dict:
+        response = get(running, sleep_ms=100)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    with ThreadPoolExecutor(6) as clients:
+        answers = list(clients.map(one, range(36)))
+
+    assert {a["in_flight"] for a in answers} == {1}
+    assert {a["max_in_flight"] for a in answers} == {1}
+
+
+def test_a_new_template_makes_a_new_revision_that_takes_the_traffic_once_ready(run):
+    running = run(service(version="1"))
+    assert get(running).json()["revision"] == "hello-00001"
+
+    changes = running.apply(running.write(service(version="2")))
+
+    assert "Service default/hello: created Revision hello-00002" in changes
+    assert get(running).json()["revision"] == "hello-00002"
+    assert [r["name"] for r in running.describe("hello")["revisions"]] == ["hello-00002", "hello-00001"]
