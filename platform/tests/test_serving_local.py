@@ -3,6 +3,8 @@ scale from zero and back, percent splits, tags, containerConcurrency, new Revisi
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -156,3 +158,69 @@ def test_a_new_template_makes_a_new_revision_that_takes_the_traffic_once_ready(r
     assert "Service default/hello: created Revision hello-00002" in changes
     assert get(running).json()["revision"] == "hello-00002"
     assert [r["name"] for r in running.describe("hello")["revisions"]] == ["hello-00002", "hello-00001"]
+
+
+def test_a_crashed_instance_is_replaced_and_requests_keep_being_served(run):
+    running = run(service(annotations={"autoscaling.knit.dev/min-scale": "1"}))
+    first = get(running).json()["pid"]
+    (instance,) = revision_status(running)["instances"]
+    os.kill(instance["pid"], signal.SIGKILL)  # the instance's leader: gunicorn's master
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        instances = revision_status(running)["instances"]
+        if any(i["ready"] and i["pid"] != instance["pid"] for i in instances):
+            break
+        time.sleep(0.1)
+    response = get(running)
+    assert response.status_code == 200
+    assert response.json()["pid"] != first
+    assert "exited with code -9 while serving" in running.log_path.read_text()
+
+
+def test_a_request_in_flight_finishes_when_its_instance_is_scaled_down(run):
+    running = run(service())
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(get, running, sleep_ms=1500)
+        time.sleep(0.5)
+        running.suspend("hello")  # desired scale 0: the instance drains, then stops
+        assert slow.result().status_code == 200
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and revision_status(running)["instances"]:
+        time.sleep(0.1)
+    assert revision_status(running)["instances"] == []
+
+
+def test_the_hpa_class_scales_on_the_cpu_the_instances_use(run):
+    annotations = {"autoscaling.knit.dev/class": "hpa", "autoscaling.knit.dev/metric": "cpu",
+                   "autoscaling.knit.dev/target": "30", "autoscaling.knit.dev/max-scale": "3"}  # fmt: skip
+    running = run(service(annotations=annotations), FAST_AUTOSCALER)
+    stop = threading.Event()
+
+    def burn() -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                get(running, session=session, burn_ms=200)
+
+    peak = 0
+    with ThreadPoolExecutor(2) as clients:
+        for _ in range(2):
+            clients.submit(burn)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and peak < 2:
+            peak = max(peak, revision_status(running)["actual_scale"])
+            time.sleep(0.2)
+        stop.set()
+    assert peak >= 2
+
+
+def test_the_gateway_and_the_autoscaler_export_prometheus_metrics(run):
+    running = run(service())
+    assert get(running).status_code == 200
+    exposition = running.runtime.metrics.exposition().decode()
+    labels = 'revision="hello-00001",service="hello"'
+    assert f'knit_gateway_requests_total{{code_class="2xx",{labels}}} 1.0' in exposition
+    assert f"knit_gateway_request_duration_seconds_count{{{labels}}} 1.0" in exposition
+    for series in ("knit_autoscaler_desired_scale", "knit_autoscaler_actual_scale", "knit_autoscaler_panic_mode",
+                   "knit_gateway_in_flight_requests"):  # fmt: skip
+        assert f"{series}{{{labels}}}" in exposition

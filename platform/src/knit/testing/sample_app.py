@@ -4,7 +4,8 @@ how many requests it was serving at once, and can take its time.
     gunicorn -k gthread --threads 16 -b 127.0.0.1:8080 knit.testing.sample_app:app
 
 `GET /?sleep_ms=200` answers after 200 ms with {"revision", "pid", "in_flight",
-"max_in_flight"}; `GET /readyz` answers at once.
+"max_in_flight"}; `?burn_ms=200` keeps a CPU busy for 200 ms first; `GET /readyz`
+answers at once.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
         in_flight = _in_flight
     try:
         query = parse_qs(environ.get("QUERY_STRING", ""))
+        busy_until = time.perf_counter() + float(query.get("burn_ms", ["0"])[0]) / 1000
+        while time.perf_counter() < busy_until:
+            pass
         time.sleep(float(query.get("sleep_ms", ["0"])[0]) / 1000)
         body = json.dumps(
             {

@@ -224,6 +224,7 @@ class LocalRuntime:
             fork_server=fork_server,
         )
         self.backends[revision.name] = backend
+        self.metrics.gateway.in_flight.labels(service.name, revision.name).set_function(lambda: backend.in_flight)
         self.revisions[revision.name] = _RevisionParts(revision, runner, backend, scaler, meter, UsageSampler())
         self._decide(revision.name, now)
 
@@ -310,10 +311,9 @@ class LocalRuntime:
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
-            for name, parts in list(self.revisions.items()):
+            for parts in list(self.revisions.values()):
                 concurrency, requests = parts.meter.collect(now)
                 parts.scaler.record_traffic(now, concurrency, requests)
-                self.metrics.gateway.in_flight.labels(parts.revision.service, name).set(parts.backend.in_flight)
                 if parts.scaler.spec.autoscaler_class == "hpa":
                     usage = parts.usage.sample([i.process.pid for i in parts.runner.instances if i.ready])
                     if usage:
