@@ -116,7 +116,7 @@ def test_documents_that_are_not_resources_are_named(tmp_path, text, problem):
         load_manifests([write(tmp_path, "x.yaml", text)])
 
 
-def test_references_must_name_a_service_in_the_manifests(tmp_path):
+def test_references_must_name_an_addressable_that_exists(tmp_path):
     path = write(
         tmp_path,
         "refs.yaml",
@@ -134,9 +134,9 @@ spec:
     with pytest.raises(InvalidManifests) as raised:
         load_manifests([path])
     assert raised.value.problems == [
-        f"{path}[1] (SinkBinding bind): spec.sink.ref: knit can resolve references to a Service "
-        "(serving.knit.dev/v1); got v1 Pod",
-        f"{path}[1] (SinkBinding bind): spec.subject.name: no Service 'nobody' in these manifests",
+        f"{path}[1] (SinkBinding bind): spec.sink.ref: must refer to a Service (serving.knit.dev/v1) "
+        "or Broker (eventing.knit.dev/v1); got v1 Pod",
+        f"{path}[1] (SinkBinding bind): spec.subject.name: no Service 'nobody' exists",
     ]
 
 
@@ -173,3 +173,79 @@ def test_the_repository_manifests_load():
     root = Path(__file__).resolve().parents[2]
     manifests = load_manifests([root / "manifests" / "app"])
     assert {s.name for s in manifests.services} == {"danmaku-web", "danmaku-processor"}
+
+
+def test_references_may_name_what_was_applied_before(tmp_path):
+    path = write(
+        tmp_path,
+        "source.yaml",
+        """
+        apiVersion: sources.knit.dev/v1
+        kind: KafkaSource
+        metadata: {name: feed}
+        spec:
+          bootstrapServers: [k:9092]
+          topics: [t]
+          sink: {ref: {apiVersion: serving.knit.dev/v1, kind: Service, name: earlier}}
+        """,
+    )
+    with pytest.raises(InvalidManifests, match="no Service 'earlier' exists"):
+        load_manifests([path])
+    assert load_manifests([path], known={("Service", "default", "earlier")}).kafka_sources
+
+
+EVENTING = """
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: default}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: orders}
+spec:
+  broker: default
+  filters: [{prefix: {type: com.shop.order.}}]
+  subscriber: {uri: "http://127.0.0.1:9/hook"}
+  delivery: {deadLetterSink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}}
+---
+apiVersion: sources.knative.dev/v1
+kind: PingSource
+metadata: {name: tick}
+spec:
+  schedule: "*/1 * * * *"
+  timezone: Europe/Paris
+  contentType: application/json
+  data: '{"hello": "world"}'
+  sink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}
+"""
+
+
+def test_brokers_triggers_and_ping_sources_load(tmp_path):
+    manifests = load_manifests([write(tmp_path, "eventing.yaml", EVENTING)])
+    (broker,) = manifests.brokers
+    (trigger,) = manifests.triggers
+    (ping,) = manifests.ping_sources
+    assert broker.topic == "knative-broker-default-default"
+    assert trigger.consumer_group == "knative-trigger-default-orders"
+    assert ping.spec.schedule == "*/1 * * * *"
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (("broker: default", "broker: other"), "(Trigger orders): spec.broker: no Broker 'other' exists"),
+        (("filters: [{prefix: {type: com.shop.order.}}]", "filters: [{prefix: {type: ''}}]"),
+         "(Trigger orders): spec.filters[0].prefix.type: must be a non-empty string; got ''"),
+        (("filters: [{prefix: {type: com.shop.order.}}]", "filters: [{like: {type: x}}]"),
+         "(Trigger orders): spec.filters[0]: unknown dialect 'like'"),
+        (('schedule: "*/1 * * * *"', 'schedule: "every minute"'),
+         "(PingSource tick): spec.schedule: must be a 5-field cron expression"),
+        (("timezone: Europe/Paris", "timezone: Mars/Olympus"),
+         "(PingSource tick): spec.timezone: must be an IANA time zone such as 'Europe/Paris'; got 'Mars/Olympus'"),
+    ],
+)  # fmt: skip
+def test_eventing_resources_are_checked_with_paths(tmp_path, change, problem):
+    path = write(tmp_path, "eventing.yaml", EVENTING.replace(*change))
+    with pytest.raises(InvalidManifests) as raised:
+        load_manifests([path])
+    assert any(problem in line for line in raised.value.problems), raised.value.problems

@@ -62,7 +62,9 @@ class Gateway:
         self._runners: list[web.ServerRunner] = []
 
     async def start_session(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, use_dns_cache=False, keepalive_timeout=15)
+        # Idle connections are dropped before gunicorn's own 2 s keep-alive closes them: a POST
+        # on a connection the instance just closed would fail, and aiohttp retries only GETs.
+        connector = aiohttp.TCPConnector(limit=0, use_dns_cache=False, keepalive_timeout=1.5)
         self._session = aiohttp.ClientSession(
             connector=connector,
             auto_decompress=False,  # pass bodies through as they are
@@ -166,6 +168,8 @@ class Gateway:
             return error_response(504, "upstream_timeout", f"{endpoint.name} did not answer within {timeout:g}s")
         except aiohttp.ClientError as error:
             return error_response(502, "upstream_failed", f"{endpoint.name} failed: {type(error).__name__}: {error}")
+        except ConnectionError:  # the client went away mid-request: nobody to answer
+            return web.Response(status=499)
 
     async def _relay_websocket(self, request: web.BaseRequest, endpoint: Endpoint) -> web.StreamResponse:
         assert self._session is not None

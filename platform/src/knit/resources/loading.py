@@ -7,7 +7,7 @@ when there is any: a half-valid set of manifests is never applied.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,19 +16,27 @@ import yaml
 from pydantic import ValidationError
 
 from knit.resources.model import (
+    ADDRESSABLE,
     KINDS,
+    Broker,
     ConfigMap,
+    Destination,
     KafkaSource,
+    KReference,
+    PingSource,
     Resource,
     Service,
     SinkBinding,
+    Subject,
+    Trigger,
     accepted_api_versions,
     document_kind,
     same_kind,
 )
-from knit.resources.validation import service_problems
+from knit.resources.validation import problems_of
 
 R = TypeVar("R", bound=Resource)
+Identity = tuple[str, str, str]  # (kind, namespace, name)
 YAML_SUFFIXES = (".yaml", ".yml")
 
 
@@ -45,7 +53,7 @@ class Manifests:
     """A validated set of resources and the file each came from."""
 
     resources: tuple[Resource, ...]
-    origins: dict[tuple[str, str, str], Path] = field(default_factory=dict)
+    origins: dict[Identity, Path] = field(default_factory=dict)
 
     def of_kind(self, kind: type[R]) -> list[R]:
         return [resource for resource in self.resources if isinstance(resource, kind)]
@@ -66,6 +74,18 @@ class Manifests:
     def config_maps(self) -> list[ConfigMap]:
         return self.of_kind(ConfigMap)
 
+    @property
+    def ping_sources(self) -> list[PingSource]:
+        return self.of_kind(PingSource)
+
+    @property
+    def brokers(self) -> list[Broker]:
+        return self.of_kind(Broker)
+
+    @property
+    def triggers(self) -> list[Trigger]:
+        return self.of_kind(Trigger)
+
     def service(self, name: str, namespace: str = "default") -> Service | None:
         return next((s for s in self.services if (s.name, s.namespace) == (name, namespace)), None)
 
@@ -74,7 +94,7 @@ class Manifests:
         return self.origins[_identity(resource)].parent
 
 
-def _identity(resource: Resource) -> tuple[str, str, str]:
+def _identity(resource: Resource) -> Identity:
     return (resource.kind, resource.namespace, resource.name)
 
 
@@ -126,8 +146,10 @@ def _parse_document(document: Any, where: str, problems: list[str]) -> Resource 
         return None
 
 
-def _check_references(resources: Sequence[Resource], labels: dict[int, str], problems: list[str]) -> None:
-    seen: dict[tuple[str, str, str], str] = {}
+def _check_references(
+    resources: Sequence[Resource], labels: dict[int, str], problems: list[str], known: Set[Identity]
+) -> None:
+    seen: dict[Identity, str] = {}
     for resource in resources:
         identity = _identity(resource)
         if identity in seen:
@@ -135,39 +157,49 @@ def _check_references(resources: Sequence[Resource], labels: dict[int, str], pro
                 f"{labels[id(resource)]}: metadata.name: {resource.describe()} is also defined in {seen[identity]}"
             )
         seen.setdefault(identity, labels[id(resource)])
+    existing = set(seen) | set(known)
 
-    services = {(s.namespace, s.name) for s in resources if isinstance(s, Service)}
-
-    def check_service_ref(
-        resource: Resource, path: str, api_version: str, kind: str, name: str, namespace: str | None
-    ) -> None:
-        if not same_kind(api_version, kind, Service):
-            problems.append(
-                f"{labels[id(resource)]}: {path}: knit can resolve references to a Service "
-                f"(serving.knit.dev/v1); got {api_version} {kind}"
-            )
-        elif (namespace or resource.namespace, name) not in services:
-            problems.append(f"{labels[id(resource)]}: {path}.name: no Service {name!r} in these manifests")
+    def check(resource: Resource, path: str, ref: KReference | Subject, kinds: tuple[type[Resource], ...]) -> None:
+        kind = next((k for k in kinds if same_kind(ref.api_version, ref.kind, k)), None)
+        if kind is None:
+            accepted = " or ".join(f"{k.__name__} ({k.GROUP}/v1)" for k in kinds)
+            got = f"{ref.api_version} {ref.kind}"
+            problems.append(f"{labels[id(resource)]}: {path}: must refer to a {accepted}; got {got}")
+        elif (kind.__name__, ref.namespace or resource.namespace, ref.name) not in existing:
+            problems.append(f"{labels[id(resource)]}: {path}.name: no {kind.__name__} {ref.name!r} exists")
 
     for resource in resources:
-        if isinstance(resource, Service):
-            for path, message in service_problems(resource):
-                problems.append(f"{labels[id(resource)]}: {path}: {message}")
-        if isinstance(resource, (KafkaSource, SinkBinding)) and resource.spec.sink.ref:
-            ref = resource.spec.sink.ref
-            check_service_ref(resource, "spec.sink.ref", ref.api_version, ref.kind, ref.name, ref.namespace)
+        for path, message in problems_of(resource):
+            problems.append(f"{labels[id(resource)]}: {path}: {message}")
+        for path, destination in destinations_of(resource):
+            if destination.ref:
+                check(resource, f"{path}.ref", destination.ref, ADDRESSABLE)
         if isinstance(resource, SinkBinding):
-            subject = resource.spec.subject
-            check_service_ref(
-                resource, "spec.subject", subject.api_version, subject.kind, subject.name, subject.namespace
-            )
+            check(resource, "spec.subject", resource.spec.subject, (Service,))
+        if isinstance(resource, Trigger) and ("Broker", resource.namespace, resource.spec.broker) not in existing:
+            problems.append(f"{labels[id(resource)]}: spec.broker: no Broker {resource.spec.broker!r} exists")
 
 
-def load_manifests(paths: Iterable[Path | str]) -> Manifests:
-    """Read and validate every resource in the given files and folders."""
+def destinations_of(resource: Resource) -> list[tuple[str, Destination]]:
+    """Every (path, Destination) a resource sends events to."""
+    found: list[tuple[str, Destination]] = []
+    spec = getattr(resource, "spec", None)
+    for field_name, path in (("sink", "spec.sink"), ("subscriber", "spec.subscriber")):
+        destination = getattr(spec, field_name, None)
+        if isinstance(destination, Destination):
+            found.append((path, destination))
+    delivery = getattr(spec, "delivery", None)
+    if delivery is not None and delivery.dead_letter_sink is not None:
+        found.append(("spec.delivery.deadLetterSink", delivery.dead_letter_sink))
+    return found
+
+
+def load_manifests(paths: Iterable[Path | str], known: Set[Identity] = frozenset()) -> Manifests:
+    """Read and validate every resource in the given files and folders. References may
+    name resources in these files or in `known` (kind, namespace, name): ones already applied."""
     problems: list[str] = []
     resources: list[Resource] = []
-    origins: dict[tuple[str, str, str], Path] = {}
+    origins: dict[Identity, Path] = {}
     labels: dict[int, str] = {}
     for file in manifest_files(Path(p) for p in paths):
         try:
@@ -182,7 +214,7 @@ def load_manifests(paths: Iterable[Path | str]) -> Manifests:
                 resources.append(resource)
                 labels[id(resource)] = f"{where} ({resource.kind} {resource.name})"
                 origins.setdefault(_identity(resource), file.resolve())
-    _check_references(resources, labels, problems)
+    _check_references(resources, labels, problems, known)
     if problems:
         raise InvalidManifests(problems)
     return Manifests(tuple(resources), origins)

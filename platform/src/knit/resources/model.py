@@ -1,8 +1,10 @@
 """Knative-shaped resources: field names, defaults and meaning follow Knative.
 
-`serving.knit.dev/v1` Service; `sources.knit.dev/v1` KafkaSource and SinkBinding. The
-upstream groups (`serving.knative.dev`, `sources.knative.dev`) are accepted as aliases so a
-Knative user's YAML loads unchanged. Unknown fields are errors, so a typo is never ignored.
+`serving.knit.dev/v1` Service; `sources.knit.dev/v1` KafkaSource, PingSource and
+SinkBinding; `eventing.knit.dev/v1` Broker and Trigger; and Kubernetes' ConfigMap. The
+upstream groups (`serving.knative.dev`, `sources.knative.dev`, `eventing.knative.dev`) are
+accepted as aliases so a Knative user's YAML loads unchanged. Unknown fields are errors,
+so a typo is never ignored.
 """
 
 from __future__ import annotations
@@ -243,6 +245,74 @@ class SinkBinding(Resource):
     spec: SinkBindingSpec
 
 
+class PingSourceSpec(Spec):
+    schedule: NonEmpty  # 5-field cron
+    timezone: str | None = None  # IANA zone; the machine's local time when unset
+    content_type: str | None = None
+    data: str | None = None
+    data_base64: str | None = None
+    sink: Destination
+    ce_overrides: CloudEventOverrides | None = None
+
+    @model_validator(mode="after")
+    def _one_kind_of_data(self) -> PingSourceSpec:
+        if self.data is not None and self.data_base64 is not None:
+            raise ValueError("data and dataBase64 may not both be set")
+        return self
+
+
+class PingSource(Resource):
+    GROUP: ClassVar[str] = "sources.knit.dev"
+    GROUP_ALIASES: ClassVar[tuple[str, ...]] = ("sources.knative.dev",)
+    VERSIONS: ClassVar[tuple[str, ...]] = ("v1", "v1beta2")
+
+    kind: Literal["PingSource"]
+    spec: PingSourceSpec
+
+
+class BrokerSpec(Spec):
+    config: KReference | None = None  # Knative's Kafka Broker config; on knit, Kafka is the runtime's
+    delivery: Delivery | None = None  # the default for its Triggers
+
+
+class Broker(Resource):
+    """A Kafka-backed Broker: an HTTP ingress that stores CloudEvents in a topic of its own."""
+
+    GROUP: ClassVar[str] = "eventing.knit.dev"
+    GROUP_ALIASES: ClassVar[tuple[str, ...]] = ("eventing.knative.dev",)
+
+    kind: Literal["Broker"]
+    spec: BrokerSpec = BrokerSpec()
+
+    @property
+    def topic(self) -> str:
+        return f"knative-broker-{self.namespace}-{self.name}"
+
+
+class TriggerFilter(Spec):
+    attributes: dict[str, str] = {}
+
+
+class TriggerSpec(Spec):
+    broker: Name
+    filter: TriggerFilter | None = None
+    filters: list[dict[str, Any]] = []  # checked by knit.eventing.filters when manifests load
+    subscriber: Destination
+    delivery: Delivery | None = None
+
+
+class Trigger(Resource):
+    GROUP: ClassVar[str] = "eventing.knit.dev"
+    GROUP_ALIASES: ClassVar[tuple[str, ...]] = ("eventing.knative.dev",)
+
+    kind: Literal["Trigger"]
+    spec: TriggerSpec
+
+    @property
+    def consumer_group(self) -> str:
+        return f"knative-trigger-{self.namespace}-{self.name}"
+
+
 # --- Configuration -----------------------------------------------------------------------
 
 
@@ -256,7 +326,11 @@ class ConfigMap(Resource):
     data: dict[str, str] = {}
 
 
-KINDS: dict[str, type[Resource]] = {kind.__name__: kind for kind in (Service, KafkaSource, SinkBinding, ConfigMap)}
+KINDS: dict[str, type[Resource]] = {
+    kind.__name__: kind for kind in (Service, KafkaSource, SinkBinding, PingSource, Broker, Trigger, ConfigMap)
+}
+# What a sink may refer to: objects with an address.
+ADDRESSABLE = (Service, Broker)
 
 
 def api_group(api_version: str) -> str:

@@ -1,9 +1,24 @@
-"""Checks on a Service that its schema alone cannot express (Knative's webhook rules)."""
+"""Checks on one resource that its schema alone cannot express (Knative's webhook rules)."""
 
 from __future__ import annotations
 
-from knit.resources.model import Service
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+from knit.eventing.filters import InvalidFilter, compile_trigger_filter
+from knit.resources.model import PingSource, Resource, Service, Trigger
 from knit.serving.traffic import Problem, static_problems
+
+
+def problems_of(resource: Resource) -> list[Problem]:
+    if isinstance(resource, Service):
+        return service_problems(resource)
+    if isinstance(resource, Trigger):
+        return trigger_problems(resource)
+    if isinstance(resource, PingSource):
+        return ping_source_problems(resource)
+    return []
 
 
 def service_problems(service: Service) -> list[Problem]:
@@ -12,4 +27,26 @@ def service_problems(service: Service) -> list[Problem]:
     if name and not name.startswith(f"{service.name}-"):
         message = f"revision name {name!r} must start with the Service name: {service.name}-…"
         problems.append(("spec.template.metadata.name", message))
+    return problems
+
+
+def trigger_problems(trigger: Trigger) -> list[Problem]:
+    try:
+        compile_trigger_filter(None, trigger.spec.filters)
+    except InvalidFilter as error:
+        return [(error.path, str(error).removeprefix(f"{error.path}: "))]
+    return []
+
+
+def ping_source_problems(source: PingSource) -> list[Problem]:
+    problems = []
+    if not croniter.is_valid(source.spec.schedule) or len(source.spec.schedule.split()) != 5:
+        schedule = source.spec.schedule
+        problems.append(("spec.schedule", f"must be a 5-field cron expression such as '*/5 * * * *'; got {schedule!r}"))
+    if source.spec.timezone:
+        try:
+            ZoneInfo(source.spec.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            zone = source.spec.timezone
+            problems.append(("spec.timezone", f"must be an IANA time zone such as 'Europe/Paris'; got {zone!r}"))
     return problems
