@@ -62,7 +62,7 @@ spec:
 PORTS = {("default", "web"): 9001, ("default", "worker"): 9002}
 
 
-def address_of(namespace, name):
+def address_of(kind, namespace, name):
     return f"http://127.0.0.1:{PORTS[(namespace, name)]}"
 
 

@@ -85,3 +85,15 @@ def to_http(event: CloudEvent) -> http.HTTPMessage:
 
 def header_pairs(headers: Iterable[tuple[str, bytes | None]] | None) -> tuple[tuple[str, bytes], ...]:
     return tuple((name, value or b"") for name, value in headers or ())
+
+
+def attribute_strings(event: CloudEvent) -> dict[str, str]:
+    """An event's attributes as the strings filters compare (time in RFC 3339)."""
+    strings = {}
+    for name, value in event.get_attributes().items():
+        if isinstance(value, datetime):
+            text = value.isoformat()
+            strings[name] = text[:-6] + "Z" if text.endswith("+00:00") else text
+        elif value is not None:
+            strings[name] = str(value)
+    return strings

@@ -1,10 +1,16 @@
-"""The KafkaSource dispatcher: consumes a consumer group's records and POSTs each one to
-the sink as a CloudEvent (binary content mode), at least once.
+"""The dispatcher of a KafkaSource or a Trigger: consumes a consumer group's records and
+POSTs each one to the sink as a CloudEvent (binary content mode), at least once.
 
 An offset is committed only after its record was delivered (2xx) or given up on, so a
 crash re-delivers what was not finished. `ordered` delivers one record at a time per
 partition, in order; `unordered` delivers up to `max_in_flight` at once and still commits
-only below the lowest unfinished offset. Failures are retried by the DeliveryPolicy.
+only below the lowest unfinished offset. Failures are retried by the DeliveryPolicy; an
+event given up on goes to the dead-letter sink with Knative's knativeerror* extensions,
+or is dropped with a log line saying so. A Trigger's dispatcher skips the events its
+filter rejects and sends its subscriber's reply events back to the Broker.
+
+A new consumer group first commits its starting offsets (latest or earliest), as
+Knative's control plane does, so no event sent after the dispatcher is ready is missed.
 
 The Kafka client is not thread-safe and blocks, so it lives on one dedicated thread; the
 deliveries run on the asyncio loop. Run as `python -m knit.eventing.dispatcher` with its
@@ -26,13 +32,16 @@ from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
-from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 
+from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from knit.eventing import conversion
-from knit.eventing.delivery import DeliveryPolicy, is_retryable, is_success
+from knit.eventing.delivery import DeliveryPolicy
+from knit.eventing.filters import compile_trigger_filter
 from knit.eventing.offsets import PartitionOffsets
+from knit.eventing.sender import Sender, dead_letter
 from knit.kafka.settings import CONSUMER_GROUP_SETTINGS
 
 CONFIG_ENV = "KNIT_KAFKASOURCE"
@@ -56,6 +65,11 @@ class DispatcherConfig:
     dead_letter_sink: str | None = None
     ce_extensions: dict[str, str] = field(default_factory=dict)
     max_in_flight: int = 100  # unordered: deliveries at once; both: records buffered per partition
+    # A Trigger is a dispatcher with a filter, whose subscriber's replies go back to its Broker.
+    kind: str = "KafkaSource"
+    filter_attributes: dict[str, str] | None = None
+    filters: list[dict[str, Any]] | None = None
+    reply: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -95,7 +109,17 @@ class KafkaSourceDispatcher:
         self.config = config
         self.ready = False
         self.not_ready_reason = "joining consumer group"
-        self.delivered = 0
+        self.registry = CollectorRegistry()
+        self.events = Counter(
+            "knit_dispatcher_events", "Events by what became of them", ("outcome",), registry=self.registry
+        )
+        self._matches = (
+            compile_trigger_filter(config.filter_attributes, config.filters)
+            if config.filter_attributes or config.filters
+            else None
+        )
+        self._sender: Sender | None = None
+        self._just_assigned: list[TopicPartition] | None = None
         self._lanes: dict[TopicPartition, _Lane] = {}
         self._kafka_thread = ThreadPoolExecutor(1, thread_name_prefix="kafka")
         self._slots = asyncio.Semaphore(config.max_in_flight)
@@ -139,15 +163,35 @@ class KafkaSourceDispatcher:
         return None
 
     def _on_assigned(self, assigned: list[TopicPartition]) -> None:
-        self.ready = True
+        """Runs on the Kafka client's IO thread, which must not block: note, and act after poll()."""
+        self._just_assigned = list(assigned)
         log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in assigned) or "nothing")
 
+    def _pin_starting_offsets(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """On the Kafka thread, after poll(): a partition this group never committed gets its
+        starting offset committed now (the first record poll() returned, else the position
+        the reset policy chose), so "ready" means no later event can be missed."""
+        assert self._consumer is not None
+        assigned, self._just_assigned = self._just_assigned, None
+        if assigned is None:
+            return
+        start = {}
+        for tp in assigned:
+            if self._consumer.committed(tp) is None:
+                records = batch.get(tp)
+                offset = records[0].offset if records else self._consumer.position(tp)
+                start[tp] = OffsetAndMetadata(offset, "", -1)
+        if start:
+            self._consumer.commit(start)
+        self.ready = True
+
     def _on_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Runs on the Kafka thread inside poll(): commit what finished, drop the rest."""
+        """Runs on the Kafka client's IO thread: commit what finished (without blocking that
+        thread), drop the rest; the partitions' next owner reads the rest again."""
         assert self._loop is not None and self._consumer is not None
         offsets = asyncio.run_coroutine_threadsafe(self._release(revoked), self._loop).result()
         if offsets:
-            self._consumer.commit(offsets)
+            self._consumer.commit_async(offsets)
 
     async def _release(self, revoked: list[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata]:
         offsets = {}
@@ -164,7 +208,9 @@ class KafkaSourceDispatcher:
 
     def _poll(self) -> dict[TopicPartition, list[Any]]:
         assert self._consumer is not None
-        return self._consumer.poll(timeout_ms=100)
+        batch = self._consumer.poll(timeout_ms=100)
+        self._pin_starting_offsets(batch)
+        return batch
 
     def _commit_and_flow(
         self,
@@ -189,6 +235,7 @@ class KafkaSourceDispatcher:
             return
         connector = aiohttp.TCPConnector(limit=self.config.max_in_flight)
         self._http = aiohttp.ClientSession(connector=connector)
+        self._sender = Sender(self._http, self.config.delivery)
         try:
             while not stopping.is_set():
                 try:
@@ -275,7 +322,8 @@ class KafkaSourceDispatcher:
             await self._on_kafka_thread(self._commit_and_flow, offsets, [], [])
 
     async def _deliver(self, record: conversion.Record) -> None:
-        """Send one record until it succeeds or the policy gives up; never raises."""
+        """Deliver one record until it succeeds or the policy gives up; never raises."""
+        assert self._sender is not None
         where = f"{record.topic}[{record.partition}]@{record.offset}"
         try:
             event = conversion.with_overrides(
@@ -284,36 +332,40 @@ class KafkaSourceDispatcher:
             )
         except (ValueError, TypeError) as error:
             log.error("%s is not a valid CloudEvent (%s); skipping it", where, error)
+            self.events.labels("invalid").inc()
+            return
+        if self._matches is not None and not self._matches(conversion.attribute_strings(event)):
+            self.events.labels("filtered").inc()
             return
         message = conversion.to_http(event)
-        policy = self.config.delivery
-        retries = 0
-        while True:
-            status, reason = await self._post(self.config.sink, message)
-            if status is not None and is_success(status):
-                self.delivered += 1
+        outcome = await self._sender.deliver(self.config.sink, message.headers, message.body, where)
+        if outcome.ok:
+            reply = outcome.reply() if self.config.reply else None
+            if reply is None:
+                self.events.labels("delivered").inc()
                 return
-            if not (is_retryable(status) and policy.may_retry(retries)):
-                log.error("giving up on %s (event %s) after %d retries: %s", where, event.get_id(), retries, reason)
+            assert self.config.reply is not None
+            outcome = await self._sender.deliver(self.config.reply, *reply, f"{where} reply")
+            if outcome.ok:
+                self.events.labels("delivered").inc()
                 return
-            retries += 1
-            delay = policy.delay_before_retry(retries)
-            log.warning("%s: %s; retry %d/%d in %.2fs", where, reason, retries, policy.retry, delay)
-            await asyncio.sleep(delay)
+        await self._give_up(event, outcome, where)
 
-    async def _post(self, url: str, message: Any) -> tuple[int | None, str]:
-        assert self._http is not None
-        try:
-            async with self._http.post(
-                url,
-                data=message.body,
-                headers=message.headers,
-                timeout=aiohttp.ClientTimeout(total=self.config.delivery.timeout),
-            ) as response:
-                await response.read()
-                return response.status, f"{url} answered {response.status}"
-        except (aiohttp.ClientError, TimeoutError, OSError) as error:
-            return None, f"{url} unreachable ({type(error).__name__}: {error})"
+    async def _give_up(self, event: Any, outcome: Any, where: str) -> None:
+        assert self._sender is not None
+        reason = f"{outcome.reason} after {outcome.retries} retries"
+        if self.config.dead_letter_sink:
+            message = conversion.to_http(dead_letter(event, outcome))
+            dlq = await self._sender.deliver(
+                self.config.dead_letter_sink, message.headers, message.body, f"{where} dlq"
+            )
+            if dlq.ok:
+                log.warning("dead-lettered %s (event %s): %s", where, event.get_id(), reason)
+                self.events.labels("dead_lettered").inc()
+                return
+            reason += f"; the dead-letter sink failed too: {dlq.reason}"
+        log.error("dropped %s (event %s): %s", where, event.get_id(), reason)
+        self.events.labels("dropped").inc()
 
 
 async def _serve_health(dispatcher: KafkaSourceDispatcher, port: int) -> web.AppRunner:
@@ -322,11 +374,14 @@ async def _serve_health(dispatcher: KafkaSourceDispatcher, port: int) -> web.App
 
     async def readyz(_: web.Request) -> web.Response:
         if dispatcher.ready:
-            return web.json_response({"status": "ready", "delivered": dispatcher.delivered})
+            return web.json_response({"status": "ready"})
         return web.json_response({"status": "not ready", "reason": dispatcher.not_ready_reason}, status=503)
 
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(dispatcher.registry), content_type="text/plain")
+
     app = web.Application()
-    app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz)])
+    app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics)])
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, os.environ.get("HOST", "127.0.0.1"), port).start()

@@ -119,7 +119,7 @@ class RunningManifests:
 
     def url(self, service: str) -> str:
         """The Service's cluster-local address: through the gateway, whatever the Host."""
-        return self.runtime.address_of("default", service)
+        return self.runtime.address_of("Service", "default", service)
 
     @property
     def gateway(self) -> str:

@@ -30,7 +30,7 @@ def control_app(runtime: LocalRuntime) -> web.Application:
     async def apply(request: web.Request) -> web.Response:
         body = await request.json()
         try:
-            manifests = load_manifests([Path(p) for p in body.get("paths", [])])
+            manifests = load_manifests([Path(p) for p in body.get("paths", [])], known=runtime.known())
             changes = await runtime.apply(manifests)
         except (InvalidManifests, InvalidApply) as error:
             return _problems(422, error.problems)

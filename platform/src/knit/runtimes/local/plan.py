@@ -4,7 +4,8 @@ Each instance of a Revision is a process: the container's `command` + `args`
 (with Kubernetes' `$(VAR)` expansion), in its `workingDir` (relative to the manifest's
 folder), with its `env` plus what the platform injects: PORT, HOST, K_SERVICE,
 K_REVISION, K_CONFIGURATION, KAFKA_BOOTSTRAP_SERVERS and, from a SinkBinding, K_SINK
-and K_CE_OVERRIDES. Each KafkaSource becomes a dispatcher process.
+and K_CE_OVERRIDES. Each KafkaSource and Trigger becomes a dispatcher process, each
+PingSource a ping process, and the Brokers share one ingress process.
 """
 
 from __future__ import annotations
@@ -15,18 +16,20 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin
 
 from knit.eventing.delivery import DeliveryPolicy
-from knit.eventing.dispatcher import CONFIG_ENV, DispatcherConfig
+from knit.eventing.dispatcher import DispatcherConfig
+from knit.eventing.ping import PingConfig
 from knit.kafka.settings import BOOTSTRAP_ENV
-from knit.resources.model import Destination, KafkaSource, Probe, SinkBinding
+from knit.resources.model import Broker, Delivery, Destination, KafkaSource, PingSource, Probe, SinkBinding, Trigger
 from knit.serving.revisions import Revision
 
 HOST = "127.0.0.1"
 _VARIABLE_REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
-AddressOf = Callable[[str, str], str]  # (namespace, service name) -> base URL
+AddressOf = Callable[[str, str, str], str]  # (kind, namespace, name) -> base URL
 
 
 @dataclass(frozen=True)
@@ -52,11 +55,12 @@ def expand_references(text: str, env: Mapping[str, str]) -> str:
 
 
 def resolve_destination(destination: Destination, namespace: str, address_of: AddressOf) -> str:
-    """A Destination as a URL: the referenced Service's address, with `uri` as a path on it."""
+    """A Destination as a URL: the referenced object's address, with `uri` as a path on it."""
     if destination.ref is None:
         assert destination.uri is not None
         return destination.uri
-    base = address_of(destination.ref.namespace or namespace, destination.ref.name)
+    ref = destination.ref
+    base = address_of(ref.kind, ref.namespace or namespace, ref.name)
     return urljoin(base + "/", destination.uri.lstrip("/")) if destination.uri else base
 
 
@@ -109,11 +113,17 @@ def instance_plan(
     )
 
 
+def _delivery(delivery: Delivery | None, namespace: str, address_of: AddressOf) -> dict[str, Any]:
+    dead_letter = delivery.dead_letter_sink if delivery else None
+    return {
+        "delivery": DeliveryPolicy.from_spec(delivery),
+        "dead_letter_sink": resolve_destination(dead_letter, namespace, address_of) if dead_letter else None,
+    }
+
+
 def dispatcher_config(source: KafkaSource, kafka_bootstrap: str, address_of: AddressOf) -> DispatcherConfig:
     """On the local runtime every KafkaSource reads the runtime's Kafka: the addresses in
     `bootstrapServers` are the cluster's (they name in-cluster hosts on Kubernetes)."""
-    delivery = source.spec.delivery
-    dead_letter = delivery.dead_letter_sink if delivery else None
     return DispatcherConfig(
         name=source.name,
         namespace=source.namespace,
@@ -123,19 +133,54 @@ def dispatcher_config(source: KafkaSource, kafka_bootstrap: str, address_of: Add
         sink=resolve_destination(source.spec.sink, source.namespace, address_of),
         initial_offset=source.spec.initial_offset,
         ordering=source.spec.ordering,
-        delivery=DeliveryPolicy.from_spec(delivery),
-        dead_letter_sink=resolve_destination(dead_letter, source.namespace, address_of) if dead_letter else None,
         ce_extensions=dict(source.spec.ce_overrides.extensions) if source.spec.ce_overrides else {},
+        **_delivery(source.spec.delivery, source.namespace, address_of),
     )
 
 
-def dispatcher_plan(
-    source: KafkaSource, config: DispatcherConfig, port: int, base_env: Mapping[str, str]
-) -> ProcessPlan:
+def trigger_config(trigger: Trigger, broker: Broker, kafka_bootstrap: str, address_of: AddressOf) -> DispatcherConfig:
+    """A Trigger's dispatcher: its own consumer group on the Broker's topic, its filter, and
+    the Broker as where replies go. Delivery: the Trigger's, else the Broker's."""
+    return DispatcherConfig(
+        name=trigger.name,
+        namespace=trigger.namespace,
+        bootstrap_servers=kafka_bootstrap,
+        topics=(broker.topic,),
+        consumer_group=trigger.consumer_group,
+        sink=resolve_destination(trigger.spec.subscriber, trigger.namespace, address_of),
+        initial_offset="latest",
+        ordering="unordered",  # Knative's Kafka Broker default
+        kind="Trigger",
+        filter_attributes=dict(trigger.spec.filter.attributes) if trigger.spec.filter else None,
+        filters=list(trigger.spec.filters) or None,
+        reply=address_of("Broker", broker.namespace, broker.name),
+        **_delivery(trigger.spec.delivery or broker.spec.delivery, trigger.namespace, address_of),
+    )
+
+
+def ping_config(source: PingSource, address_of: AddressOf) -> PingConfig:
+    spec = source.spec
+    return PingConfig(
+        name=source.name,
+        namespace=source.namespace,
+        schedule=spec.schedule,
+        sink=resolve_destination(spec.sink, source.namespace, address_of),
+        timezone=spec.timezone,
+        content_type=spec.content_type,
+        data=spec.data,
+        data_base64=spec.data_base64,
+        ce_extensions=dict(spec.ce_overrides.extensions) if spec.ce_overrides else {},
+    )
+
+
+def adapter_plan(name: str, module: str, config_env: str, config_json: str, port: int,
+                 base_env: Mapping[str, str]) -> ProcessPlan:  # fmt: skip
+    """A platform process (dispatcher, ingress, ping): `python -m <module>` with its
+    configuration as JSON in the environment and /readyz on `port`."""
     return ProcessPlan(
-        name=f"kafkasource/{source.name}",
-        argv=(sys.executable, "-m", "knit.eventing.dispatcher"),
-        env={**base_env, CONFIG_ENV: config.to_json(), "PORT": str(port), "HOST": HOST},
+        name=name,
+        argv=(sys.executable, "-m", module),
+        env={**base_env, config_env: config_json, "PORT": str(port), "HOST": HOST},
         cwd=Path.cwd(),
         port=port,
         probe=Probe.model_validate({"httpGet": {"path": "/readyz"}}),

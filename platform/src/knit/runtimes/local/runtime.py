@@ -14,7 +14,7 @@ import dataclasses
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ import psutil
 from knit.autoscaling.knobs import AutoscalerConfig, InvalidKnob, parse_annotations, parse_config
 from knit.autoscaling.metrics import ConcurrencyMeter
 from knit.autoscaling.scaler import RevisionScaler
+from knit.eventing import dispatcher, ingress, ping
+from knit.eventing.ingress import IngressConfig
 from knit.gateway.activator import RevisionBackend
 from knit.gateway.proxy import Gateway
 from knit.gateway.routing import RouteTable
@@ -31,16 +33,18 @@ from knit.kafka.admin import ensure_topics
 from knit.kafka.embedded import free_port
 from knit.observability import Metrics
 from knit.resources.loading import Manifests
-from knit.resources.model import KafkaSource, Service, SinkBinding, TrafficTarget
+from knit.resources.model import Broker, Resource, Service, SinkBinding, TrafficTarget
 from knit.runtimes.local.forking import ForkServer, fork_entry, preloaded_modules
 from knit.runtimes.local.instances import RevisionRunner
 from knit.runtimes.local.plan import (
     HOST,
     ProcessPlan,
+    adapter_plan,
     binding_for,
     dispatcher_config,
-    dispatcher_plan,
     instance_plan,
+    ping_config,
+    trigger_config,
 )
 from knit.runtimes.local.processes import LogSink, Process, ProcessFailed
 from knit.runtimes.local.readiness import NotReady, wait_until_ready
@@ -48,6 +52,10 @@ from knit.serving.revisions import Revision
 from knit.serving.state import Condition, InvalidApply, RevisionHealth, ServingState
 
 AUTOSCALER_CONFIG_MAP = "config-autoscaler"
+# The platform's own processes: (module run with python -m, the variable holding its configuration)
+DISPATCHER = ("knit.eventing.dispatcher", dispatcher.CONFIG_ENV)
+INGRESS = ("knit.eventing.ingress", ingress.CONFIG_ENV)
+PING = ("knit.eventing.ping", ping.CONFIG_ENV)
 # Set by the platform for each instance; a value left in the user's shell must not leak in.
 _PLATFORM_VARIABLES = ("K_SINK", "K_CE_OVERRIDES", "K_SERVICE", "K_REVISION", "K_CONFIGURATION", "PORT")
 
@@ -101,7 +109,10 @@ class LocalRuntime:
         self._service_ports: dict[tuple[str, str], int] = {}
         self._folders: dict[tuple[str, str], Path] = {}
         self._bindings: list[SinkBinding] = []
-        self._sources: dict[tuple[str, str], tuple[KafkaSource, Process]] = {}
+        self._adapters: dict[tuple[str, str, str], tuple[Resource, list[Process]]] = {}
+        self._brokers: dict[tuple[str, str], Broker] = {}
+        self._ingress: Process | None = None
+        self._ingress_port = free_port()
         self._suspended: set[tuple[str, str]] = set()
         self._base_env = base_environment()
         self._loop_task: asyncio.Task[None] | None = None
@@ -118,7 +129,9 @@ class LocalRuntime:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
-        await asyncio.gather(*(process.stop() for _, process in self._sources.values()))
+        await asyncio.gather(*(p.stop() for _, processes in self._adapters.values() for p in processes))
+        if self._ingress:
+            await self._ingress.stop()
         await asyncio.gather(*(parts.runner.stop() for parts in self.revisions.values()))
         await self.gateway.close()
 
@@ -129,9 +142,18 @@ class LocalRuntime:
         port = "" if self.port == 80 else f":{self.port}"
         return f"http://{self.routes.host_of(service, namespace, tag)}{port}"
 
-    def address_of(self, namespace: str, service: str) -> str:
-        """The cluster-local address: what sinks and K_SINK point at."""
-        return f"http://{HOST}:{self._service_ports[(namespace, service)]}"
+    def address_of(self, kind: str, namespace: str, name: str) -> str:
+        """Where events for an addressable object go: a Service's cluster-local address
+        (through the gateway), or a Broker's path on the ingress."""
+        if kind == "Broker":
+            return f"http://{HOST}:{self._ingress_port}/{namespace}/{name}"
+        return f"http://{HOST}:{self._service_ports[(namespace, name)]}"
+
+    def known(self) -> set[tuple[str, str, str]]:
+        """(kind, namespace, name) of everything applied so far, which new manifests may name."""
+        services = {("Service", namespace, name) for namespace, name in self.state.records}
+        brokers = {("Broker", namespace, name) for namespace, name in self._brokers}
+        return services | brokers | set(self._adapters)
 
     def public_urls(self) -> dict[str, str]:
         return {
@@ -181,8 +203,7 @@ class LocalRuntime:
             else:
                 summary.append(f"{change.service.describe()}: unchanged template")
         self._sync_routes()
-        for source in manifests.kafka_sources:
-            summary.append(await self._apply_source(source))
+        summary += await self._apply_eventing(manifests)
         return summary
 
     def update_traffic(self, namespace: str, name: str, traffic: list[TrafficTarget]) -> None:
@@ -260,26 +281,71 @@ class LocalRuntime:
                 service.name, service.namespace, record.route.split, record.route.tags, service.cluster_local, not_ready
             )
 
-    # --- KafkaSources ----------------------------------------------------------------------
+    # --- eventing: Brokers, Triggers, KafkaSources, PingSources ---------------------------
 
-    async def _apply_source(self, source: KafkaSource) -> str:
-        key = (source.namespace, source.name)
-        current = self._sources.get(key)
-        if current and current[0] == source:
-            return f"{source.describe()}: unchanged"
+    async def _apply_eventing(self, manifests: Manifests) -> list[str]:
+        summary = []
+        brokers = {(b.namespace, b.name): b for b in manifests.brokers}
+        if any(self._brokers.get(key) != broker for key, broker in brokers.items()):
+            self._brokers.update(brokers)
+            await self._restart_ingress()
+            for broker in brokers.values():
+                summary.append(f"{broker.describe()}: {self.address_of('Broker', broker.namespace, broker.name)}")
+        for source in manifests.kafka_sources:
+            config = dispatcher_config(source, self.kafka_bootstrap, self.address_of)
+            count = source.spec.consumers
+            plans = [
+                self._adapter_plan(f"kafkasource/{source.name}" + (f"/{n}" if count > 1 else ""), DISPATCHER, config)
+                for n in range(1, count + 1)
+            ]
+            summary.append(await self._run_adapter(source, plans, config.topics, f"dispatching to {config.sink}"))
+        for trigger in manifests.triggers:
+            broker = self._brokers[(trigger.namespace, trigger.spec.broker)]
+            config = trigger_config(trigger, broker, self.kafka_bootstrap, self.address_of)
+            plan = self._adapter_plan(f"trigger/{trigger.name}", DISPATCHER, config)
+            summary.append(await self._run_adapter(trigger, [plan], config.topics, f"subscriber {config.sink}"))
+        for source in manifests.ping_sources:
+            settings = ping_config(source, self.address_of)
+            plan = self._adapter_plan(f"pingsource/{source.name}", PING, settings)
+            summary.append(await self._run_adapter(source, [plan], (), f"{source.spec.schedule} -> {settings.sink}"))
+        return summary
+
+    def _adapter_plan(self, name: str, adapter: tuple[str, str], config: Any, port: int | None = None) -> ProcessPlan:
+        module, config_env = adapter
+        return adapter_plan(name, module, config_env, config.to_json(), port or free_port(), self._base_env)
+
+    async def _restart_ingress(self) -> None:
+        """One ingress process serves every Broker; it restarts when the Brokers change."""
+        topics = [broker.topic for broker in self._brokers.values()]
+        await asyncio.get_running_loop().run_in_executor(None, ensure_topics, self.kafka_bootstrap, topics)
+        if self._ingress:
+            await self._ingress.stop()
+        routes = {f"{namespace}/{name}": broker.topic for (namespace, name), broker in self._brokers.items()}
+        config = IngressConfig(self.kafka_bootstrap, routes)
+        plan = self._adapter_plan("broker-ingress", INGRESS, config, self._ingress_port)
+        self._ingress = await self._start_adapter(plan)
+
+    async def _run_adapter(self, resource: Resource, plans: list[ProcessPlan], topics: Iterable[str], what: str) -> str:
+        key = (resource.kind, resource.namespace, resource.name)
+        current = self._adapters.get(key)
+        if current and current[0] == resource:
+            return f"{resource.describe()}: unchanged"
         if current:
-            await current[1].stop()
-        config = dispatcher_config(source, self.kafka_bootstrap, self.address_of)
-        await asyncio.get_running_loop().run_in_executor(None, ensure_topics, self.kafka_bootstrap, config.topics)
-        plan = dispatcher_plan(source, config, free_port(), self._base_env)
+            await asyncio.gather(*(process.stop() for process in current[1]))
+        await asyncio.get_running_loop().run_in_executor(None, ensure_topics, self.kafka_bootstrap, list(topics))
+        processes = await asyncio.gather(*(self._start_adapter(plan) for plan in plans))
+        self._adapters[key] = (resource, list(processes))
+        return f"{resource.describe()}: {what}"
+
+    async def _start_adapter(self, plan: ProcessPlan) -> Process:
         process = Process(plan.name, plan.argv, plan.env, plan.cwd, self.logs)
-        self._sources[key] = (source, process)
         await process.start()
         try:
             await wait_until_ready(plan.probe, HOST, plan.port, self.options.ready_timeout, lambda: process.running)
         except NotReady as error:
+            await process.stop()
             raise ProcessFailed(f"{plan.name} did not become ready: {error}") from None
-        return f"{source.describe()}: dispatching {', '.join(config.topics)} to {config.sink}"
+        return process
 
     # --- autoscaling -----------------------------------------------------------------------
 
@@ -367,7 +433,7 @@ class LocalRuntime:
             "namespace": namespace,
             "generation": record.generation,
             "url": service_url,
-            "address": self.address_of(namespace, name),
+            "address": self.address_of("Service", namespace, name),
             "conditions": [_condition_dict(c) for c in self.state.conditions(record).values()],
             "revisions": revisions,
             "traffic": [
