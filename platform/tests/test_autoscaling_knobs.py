@@ -4,7 +4,6 @@ import dataclasses
 
 import pytest
 
-from knit.autoscaling.durations import format_duration, parse_duration
 from knit.autoscaling.knobs import (
     ANNOTATION_KNOBS,
     CONFIG_KNOBS,
@@ -14,6 +13,7 @@ from knit.autoscaling.knobs import (
     parse_annotations,
     parse_config,
 )
+from knit.durations import format_duration, parse_duration
 
 K = "autoscaling.knit.dev/"
 KN = "autoscaling.knative.dev/"

@@ -22,8 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from knit.autoscaling.durations import EXAMPLES, format_duration, parse_duration
 from knit.autoscaling.schedule import InvalidSchedule, Schedule, parse_schedule
+from knit.durations import EXAMPLES, format_duration, parse_duration
 
 PREFIX = "autoscaling.knit.dev/"
 KNATIVE_PREFIX = "autoscaling.knative.dev/"

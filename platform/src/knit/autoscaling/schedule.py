@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterError, croniter
 from dateutil.tz import tzlocal
 
-from knit.autoscaling.durations import EXAMPLES, parse_duration
+from knit.durations import EXAMPLES, parse_duration
 
 FORMAT = "<cron: 5 fields> for <duration>: <min-scale>"
 _ENTRY = re.compile(r"(?:CRON_TZ=(?P<zone>\S+)\s+)?(?P<cron>.+?)\s+for\s+(?P<duration>\S+)\s*:\s*(?P<min_scale>\S+)")

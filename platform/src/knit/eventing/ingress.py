@@ -25,6 +25,7 @@ from kafka.errors import KafkaError
 from kafka import KafkaProducer
 
 CONFIG_ENV = "KNIT_INGRESS"
+REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type")
 log = logging.getLogger("knit.ingress")
 _FORMAT = JSONFormat()
 
@@ -55,6 +56,18 @@ def parse_event(headers: dict[str, str], body: bytes) -> object:
             "not a CloudEvent: send ce-specversion, ce-id, ce-source and ce-type headers (binary mode) "
             "or Content-Type application/cloudevents+json (structured mode)"
         )
+    # The SDK makes up an id (and a time) when none is given; an ingress must not.
+    if structured:
+        try:
+            given = json.loads(body)
+        except ValueError as error:
+            raise InvalidEvent(f"malformed CloudEvent: the body is not JSON ({error})") from error
+        given = given if isinstance(given, dict) else {}
+    else:
+        given = {name.removeprefix("ce-"): value for name, value in lowered.items() if name.startswith("ce-")}
+    missing = [name for name in REQUIRED_ATTRIBUTES if not given.get(name)]
+    if missing:
+        raise InvalidEvent(f"missing required attribute{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
     try:
         return http.from_http(http.HTTPMessage(headers=lowered, body=body), _FORMAT)
     except BaseCloudEventException as error:

@@ -18,7 +18,7 @@ import signal
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -26,6 +26,7 @@ from aiohttp import web
 from cloudevents.core.v1.event import CloudEvent
 from croniter import croniter
 
+from knit.durations import parse_duration
 from knit.eventing import conversion
 from knit.eventing.delivery import DeliveryPolicy
 from knit.eventing.sender import Sender
@@ -58,7 +59,15 @@ class PingConfig:
         return cls(**data)
 
 
+EVERY = "@every "
+
+
 def next_tick(config: PingConfig, after: datetime) -> datetime:
+    """The schedule's next time after `after`: a 5-field cron or a descriptor (@hourly,
+    @daily, …) in the source's time zone, or `@every <duration>` from `after` on, as the
+    cron library behind Knative's PingSource reads them."""
+    if config.schedule.startswith(EVERY):
+        return after + timedelta(seconds=parse_duration(config.schedule.removeprefix(EVERY)))
     zone: tzinfo = ZoneInfo(config.timezone) if config.timezone else datetime.now().astimezone().tzinfo or UTC
     return croniter(config.schedule, after.astimezone(zone)).get_next(datetime)
 

@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from knit.durations import parse_duration
 from knit.eventing.filters import InvalidFilter, compile_trigger_filter
 from knit.resources.model import PingSource, Resource, Service, Trigger
 from knit.serving.traffic import Problem, static_problems
@@ -38,11 +39,25 @@ def trigger_problems(trigger: Trigger) -> list[Problem]:
     return []
 
 
+def schedule_problem(schedule: str) -> str | None:
+    """Why a PingSource schedule cannot be read, or None: a 5-field cron, a descriptor such
+    as @hourly, or `@every <duration>` (at least 1s), as Knative's PingSource takes them."""
+    if schedule.startswith("@every "):
+        try:
+            seconds = parse_duration(schedule.removeprefix("@every "))
+        except ValueError as error:
+            return f"{schedule!r}: the interval {error}"
+        return None if seconds >= 1 else f"{schedule!r}: the interval must be at least 1s"
+    fields = len(schedule.split())
+    if not croniter.is_valid(schedule) or (fields != 5 and not schedule.startswith("@")):
+        return f"must be a 5-field cron expression such as '*/5 * * * *', @hourly or '@every 30s'; got {schedule!r}"
+    return None
+
+
 def ping_source_problems(source: PingSource) -> list[Problem]:
     problems = []
-    if not croniter.is_valid(source.spec.schedule) or len(source.spec.schedule.split()) != 5:
-        schedule = source.spec.schedule
-        problems.append(("spec.schedule", f"must be a 5-field cron expression such as '*/5 * * * *'; got {schedule!r}"))
+    if message := schedule_problem(source.spec.schedule):
+        problems.append(("spec.schedule", message))
     if source.spec.timezone:
         try:
             ZoneInfo(source.spec.timezone)

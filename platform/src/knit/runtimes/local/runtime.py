@@ -14,7 +14,7 @@ import dataclasses
 import os
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -291,6 +291,7 @@ class LocalRuntime:
             await self._restart_ingress()
             for broker in brokers.values():
                 summary.append(f"{broker.describe()}: {self.address_of('Broker', broker.namespace, broker.name)}")
+        adapters = []  # (resource, process plans, topics to create, what it does)
         for source in manifests.kafka_sources:
             config = dispatcher_config(source, self.kafka_bootstrap, self.address_of)
             count = source.spec.consumers
@@ -298,17 +299,22 @@ class LocalRuntime:
                 self._adapter_plan(f"kafkasource/{source.name}" + (f"/{n}" if count > 1 else ""), DISPATCHER, config)
                 for n in range(1, count + 1)
             ]
-            summary.append(await self._run_adapter(source, plans, config.topics, f"dispatching to {config.sink}"))
+            adapters.append((source, plans, config.topics, f"dispatching to {config.sink}"))
         for trigger in manifests.triggers:
             broker = self._brokers[(trigger.namespace, trigger.spec.broker)]
             config = trigger_config(trigger, broker, self.kafka_bootstrap, self.address_of)
             plan = self._adapter_plan(f"trigger/{trigger.name}", DISPATCHER, config)
-            summary.append(await self._run_adapter(trigger, [plan], config.topics, f"subscriber {config.sink}"))
+            adapters.append((trigger, [plan], config.topics, f"subscriber {config.sink}"))
         for source in manifests.ping_sources:
             settings = ping_config(source, self.address_of)
             plan = self._adapter_plan(f"pingsource/{source.name}", PING, settings)
-            summary.append(await self._run_adapter(source, [plan], (), f"{source.spec.schedule} -> {settings.sink}"))
-        return summary
+            adapters.append((source, [plan], (), f"{source.spec.schedule} -> {settings.sink}"))
+        topics = sorted({topic for _, _, adapter_topics, _ in adapters for topic in adapter_topics})
+        await asyncio.get_running_loop().run_in_executor(None, ensure_topics, self.kafka_bootstrap, topics)
+        # In parallel: a consumer group takes seconds to join, and they join independently.
+        runs = [self._run_adapter(resource, plans, what) for resource, plans, _, what in adapters]
+        started = await asyncio.gather(*runs)
+        return summary + list(started)
 
     def _adapter_plan(self, name: str, adapter: tuple[str, str], config: Any, port: int | None = None) -> ProcessPlan:
         module, config_env = adapter
@@ -325,14 +331,13 @@ class LocalRuntime:
         plan = self._adapter_plan("broker-ingress", INGRESS, config, self._ingress_port)
         self._ingress = await self._start_adapter(plan)
 
-    async def _run_adapter(self, resource: Resource, plans: list[ProcessPlan], topics: Iterable[str], what: str) -> str:
+    async def _run_adapter(self, resource: Resource, plans: list[ProcessPlan], what: str) -> str:
         key = (resource.kind, resource.namespace, resource.name)
         current = self._adapters.get(key)
         if current and current[0] == resource:
             return f"{resource.describe()}: unchanged"
         if current:
             await asyncio.gather(*(process.stop() for process in current[1]))
-        await asyncio.get_running_loop().run_in_executor(None, ensure_topics, self.kafka_bootstrap, list(topics))
         processes = await asyncio.gather(*(self._start_adapter(plan) for plan in plans))
         self._adapters[key] = (resource, list(processes))
         return f"{resource.describe()}: {what}"
