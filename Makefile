@@ -8,7 +8,7 @@ PACKAGES := -e platform -e apps/danmaku-events -e apps/danmaku-processor -e apps
 TEST_TOOLS := pytest pytest-timeout pytest-playwright playwright python-socketio[client] websocket-client ruff
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install dev test lint bench bench-latency clean
+.PHONY: install dev test lint bench bench-latency bench-coldstart bench-gateway bench-autoscale clean
 
 install: $(INSTALLED)
 
@@ -24,13 +24,44 @@ dev: install
 test: install
 	$(BIN)/pytest
 
+# Real Apache Kafka (KRaft, one node) from Maven Central, run on the machine's Java 17+; see
+# platform/apache-kafka/README.md. The jars are copied once into $(KAFKA_LIB); then no network is needed.
+KAFKA_LIB := .kafka/lib
+MVN ?= mvn
+# What runs against it: extend with more test files or markers.
+APACHE_KAFKA_TESTS ?= -m "integration or e2e" platform/tests/test_dispatcher.py platform/tests/test_eventing_broker.py e2e
+
+.PHONY: kafka-broker test-apache-kafka
+
+kafka-broker: $(KAFKA_LIB)/.assembled
+
+$(KAFKA_LIB)/.assembled: platform/apache-kafka/pom.xml
+	rm -rf $(KAFKA_LIB)
+	$(MVN) -B -q -f platform/apache-kafka/pom.xml dependency:copy-dependencies \
+		-DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(KAFKA_LIB)
+	touch $@
+
+test-apache-kafka: install kafka-broker
+	$(BIN)/python platform/apache-kafka/apache_kafka.py run -- $(BIN)/pytest $(APACHE_KAFKA_TESTS)
+
 lint: install
 	$(BIN)/ruff check .
 
-bench: bench-latency
+# Each benchmark starts its own `knit dev` on free ports, prints a table and writes JSON
+# to bench/results/. They run one after another: on 2 cores they would disturb each other.
+bench: bench-latency bench-coldstart bench-gateway bench-autoscale
 
 bench-latency: install
 	$(BIN)/python bench/latency.py
 
+bench-coldstart: install
+	$(BIN)/python bench/coldstart.py
+
+bench-gateway: install
+	$(BIN)/python bench/gateway.py
+
+bench-autoscale: install
+	$(BIN)/python bench/autoscale.py
+
 clean:
-	rm -rf $(VENV) .knit .pytest_cache
+	rm -rf $(VENV) .knit .pytest_cache .kafka

@@ -7,7 +7,8 @@ Every comment takes the whole path: web -> Kafka -> KafkaSource -> processor -> 
 every listener.
 
     python bench/latency.py                       # starts the app with `knit dev`
-    python bench/latency.py --url http://127.0.0.1:8080/   # against a running app
+    python bench/latency.py --url http://127.0.0.1:PORT/   # a running app: danmaku-web's
+                                                  # address from `knit service describe danmaku-web`
 
 Without --url, the app runs with its per-sender rate limit raised (the sender is one
 client sending far faster than a person). Results: a table, and JSON in bench/results/.
@@ -114,7 +115,7 @@ def main() -> None:
     dev = None
     url = args.url
     if url is None:
-        from knit.testing import KnitDev
+        from knit.testing.harness import KnitDev
 
         env = {
             **os.environ,
@@ -122,8 +123,9 @@ def main() -> None:
             "DANMAKU_WEB_RATE_LIMIT_BURST": str(args.comments),
         }
         dev = KnitDev(ROOT / "manifests" / "app", cwd=Path(tempfile.mkdtemp(prefix="bench-")), env=env)
-        url = dev.wait_ready()
-        print(f"app started by knit dev at {url} (log: {dev.log_path})")
+        dev.wait_ready()
+        url = dev.address("danmaku-web") + "/"  # through the gateway; Python cannot resolve *.localhost
+        print(f"app started by knit dev; danmaku-web at {url} (log: {dev.log_path})")
     try:
         runs = []
         for number in range(1, args.runs + 1):

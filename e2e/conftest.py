@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from knit.testing import KnitDev, RunningManifests
+from knit.testing.harness import KnitDev, RunningManifests
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_MANIFESTS = ROOT / "manifests" / "app"
@@ -33,8 +33,10 @@ def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
     return args
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def app_url(base_url: str | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Module-scoped: stopped before another module starts its own copy of the app, which,
+    on a shared broker (KAFKA_BOOTSTRAP_SERVERS), would join the same consumer group."""
     if base_url:
         yield base_url.rstrip("/")
         return

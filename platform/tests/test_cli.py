@@ -12,7 +12,7 @@ import pytest
 import requests
 import yaml
 
-from knit.testing import KnitDev
+from knit.testing.harness import KnitDev
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from knit.eventing.delivery import DeliveryPolicy
 from knit.eventing.dispatcher import CONFIG_ENV, DispatcherConfig
 from knit.kafka.admin import ensure_topics
 from knit.kafka.embedded import free_port
-from knit.testing import EventSink
+from knit.testing.harness import EventSink
 
 pytestmark = pytest.mark.integration
 

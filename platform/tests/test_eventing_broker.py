@@ -13,7 +13,7 @@ import requests
 import yaml
 
 from knit.runtimes.local.runtime import Options
-from knit.testing import EventSink, RunningManifests
+from knit.testing.harness import EventSink, RunningManifests
 
 pytestmark = pytest.mark.integration
 

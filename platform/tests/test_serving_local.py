@@ -15,7 +15,7 @@ import requests
 import yaml
 
 from knit.runtimes.local.runtime import Options
-from knit.testing import RunningManifests
+from knit.testing.harness import RunningManifests
 
 pytestmark = pytest.mark.integration
 

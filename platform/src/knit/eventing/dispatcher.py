@@ -32,11 +32,11 @@ from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
+from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from knit.eventing import conversion
 from knit.eventing.delivery import DeliveryPolicy
 from knit.eventing.filters import compile_trigger_filter
@@ -145,6 +145,11 @@ class KafkaSourceDispatcher:
             metadata_max_age_ms=5000,
             **CONSUMER_GROUP_SETTINGS,
         )
+        # Learn the topics' partitions before joining the group: kafka-python otherwise
+        # joins first, and Apache Kafka (quicker than Tansu to answer) then hands this
+        # member an empty assignment, followed by a rejoin that can stall.
+        for topic in self.config.topics:
+            consumer.partitions_for_topic(topic)
         consumer.subscribe(list(self.config.topics), listener=_Rebalance(self))
         return consumer
 
@@ -167,20 +172,25 @@ class KafkaSourceDispatcher:
         self._just_assigned = list(assigned)
         log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in assigned) or "nothing")
 
-    def _pin_starting_offsets(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        """On the Kafka thread, after poll(): a partition this group never committed gets its
-        starting offset committed now (the first record poll() returned, else the position
-        the reset policy chose), so "ready" means no later event can be missed."""
+    def _start_assigned(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """On the Kafka thread, after poll(), for the partitions just assigned: a partition
+        this group never committed gets its starting offset committed now (the first record
+        poll() returned, else where the reset policy put it), so "ready" means no later event
+        is missed; any other one is read again from its commit point, because records handed
+        out before a rebalance may not have finished (the client would go on past them)."""
         assert self._consumer is not None
         assigned, self._just_assigned = self._just_assigned, None
         if assigned is None:
             return
         start = {}
         for tp in assigned:
-            if self._consumer.committed(tp) is None:
+            committed = self._consumer.committed(tp)
+            if committed is None:
                 records = batch.get(tp)
-                offset = records[0].offset if records else self._consumer.position(tp)
-                start[tp] = OffsetAndMetadata(offset, "", -1)
+                start[tp] = OffsetAndMetadata(records[0].offset if records else self._consumer.position(tp), "", -1)
+            else:
+                batch.pop(tp, None)
+                self._consumer.seek(tp, committed)
         if start:
             self._consumer.commit(start)
         self.ready = True
@@ -209,7 +219,7 @@ class KafkaSourceDispatcher:
     def _poll(self) -> dict[TopicPartition, list[Any]]:
         assert self._consumer is not None
         batch = self._consumer.poll(timeout_ms=100)
-        self._pin_starting_offsets(batch)
+        self._start_assigned(batch)
         return batch
 
     def _commit_and_flow(

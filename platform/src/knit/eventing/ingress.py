@@ -20,9 +20,8 @@ from aiohttp import web
 from cloudevents.core.bindings import http, kafka
 from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
-from kafka.errors import KafkaError
-
 from kafka import KafkaProducer
+from kafka.errors import KafkaError
 
 CONFIG_ENV = "KNIT_INGRESS"
 REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type")

@@ -1,5 +1,4 @@
-"""Real parts for tests and benchmarks (harness) and the pytest fixtures built on them."""
-
-from knit.testing.harness import EventSink, KnitDev, ReceivedEvent, RunningManifests
-
-__all__ = ["EventSink", "KnitDev", "ReceivedEvent", "RunningManifests"]
+"""Real parts for tests and benchmarks: `harness` (an HTTP event sink, manifests running on
+the local runtime in this process or as `knit dev`), `fixtures` (pytest fixtures built on
+them) and `sample_app` (a small WSGI app). Nothing is imported here, so running the
+sample app does not load the rest of knit."""

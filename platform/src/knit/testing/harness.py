@@ -5,13 +5,15 @@ as `knit dev` (KnitDev)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+import urllib.request
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -190,6 +192,17 @@ class KnitDev:
             raise AssertionError(f"knit dev printed no URL within {timeout}s; see {self.log_path}")
         return self.url
 
+    def describe(self, service: str, namespace: str = "default") -> dict[str, Any]:
+        """The Service as `knit service describe` sees it, from the control API."""
+        assert self.control is not None, "knit dev is not ready"
+        with urllib.request.urlopen(f"{self.control}/services/{namespace}/{service}", timeout=10) as response:
+            return json.loads(response.read())
+
+    def address(self, service: str) -> str:
+        """The Service's cluster-local address (through the gateway); Python clients can use
+        it where they cannot resolve the *.localhost URL."""
+        return self.describe(service)["address"]
+
     def stop(self, timeout: float = 30) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -200,3 +213,292 @@ class KnitDev:
                 self.process.wait()
         self._reader.join(5)
         return self.process.returncode
+
+
+# --- eventing: a scripted sink that traces concurrency, and dispatcher processes ----------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a ScriptedSink answers to one request."""
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One request a ScriptedSink got, whatever it answered."""
+
+    event: ReceivedEvent
+    status: int
+    lane: str | None
+
+
+def partition_lane(event: ReceivedEvent) -> str | None:
+    """The partition of an event converted from a plain Kafka record (id `partition:<p>/offset:<o>`)."""
+    where = _record_position(event.id)
+    return None if where is None else str(where[0])
+
+
+def _record_position(event_id: str) -> tuple[int, int] | None:
+    partition, _, offset = event_id.partition("/")
+    if not (partition.startswith("partition:") and offset.startswith("offset:")):
+        return None
+    try:
+        return int(partition.removeprefix("partition:")), int(offset.removeprefix("offset:"))
+    except ValueError:
+        return None
+
+
+class ScriptedSink:
+    """A real HTTP server on 127.0.0.1 for eventing tests: answers each request as `respond`
+    says (200 by default), after `delay` seconds, and keeps
+
+    - `events`: the requests it answered 2xx (accepted deliveries), in arrival order;
+    - `attempts`: every request, with the status it was given;
+    - the largest number of requests in progress at once, overall (`max_in_flight`) and per
+      lane (`max_in_flight_by_lane`); a request's lane is `lane_of(event)`, by default the
+      partition of a plain record's event id, so ordered delivery can be checked.
+
+    A request stops counting as in progress before its answer is written, so a sender that
+    waits for the answer can never be seen overlapping with itself.
+    `respond(event, n)` gets the event and the request's 1-based number across the sink.
+    """
+
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        respond: Any = None,
+        delay: float = 0.0,
+        lane_of: Any = partition_lane,
+    ) -> None:
+        self.respond = respond
+        self.delay = delay
+        self.lane_of = lane_of
+        self.events: list[ReceivedEvent] = []
+        self.attempts: list[Attempt] = []
+        self.max_in_flight = 0
+        self.max_in_flight_by_lane: dict[str, int] = {}
+        self._in_flight = 0
+        self._in_flight_by_lane: dict[str, int] = {}
+        self._lock = threading.Lock()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                event = ReceivedEvent({k.lower(): v for k, v in self.headers.items()}, body)
+                answer = sink._handle(event)
+                self.send_response(answer.status)
+                for name, value in answer.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer.body)))
+                self.end_headers()
+                self.wfile.write(answer.body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # the default 5 drops connects when 100 deliveries start at once
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                # A sender that gave up (timeout, killed) closed the connection before the answer.
+                if not isinstance(sys.exc_info()[1], ConnectionError):
+                    super().handle_error(request, client_address)
+
+        self._server = Server(("127.0.0.1", port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+
+    def _handle(self, event: ReceivedEvent) -> Answer:
+        lane = self.lane_of(event)
+        with self._lock:
+            number = len(self.attempts) + 1
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+            if lane is not None:
+                now = self._in_flight_by_lane[lane] = self._in_flight_by_lane.get(lane, 0) + 1
+                self.max_in_flight_by_lane[lane] = max(self.max_in_flight_by_lane.get(lane, 0), now)
+        try:
+            if self.delay:
+                time.sleep(self.delay)
+            answer = self.respond(event, number) if self.respond else Answer()
+            if isinstance(answer, int):
+                answer = Answer(answer)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                if lane is not None:
+                    self._in_flight_by_lane[lane] -= 1
+        with self._lock:
+            self.attempts.append(Attempt(event, answer.status, lane))
+            if 200 <= answer.status < 300:
+                self.events.append(event)
+        return answer
+
+    @property
+    def port(self) -> int:
+        return self._server.server_port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def ids(self) -> list[str]:
+        """The ids of the accepted deliveries, in arrival order, duplicates included."""
+        with self._lock:
+            return [event.id for event in self.events]
+
+    def attempts_for(self, event_id: str) -> list[int]:
+        """The statuses answered to every delivery attempt of one event."""
+        with self._lock:
+            return [attempt.status for attempt in self.attempts if attempt.event.id == event_id]
+
+    def offsets_by_partition(self) -> dict[int, list[int]]:
+        """Accepted plain-record events: partition -> offsets in arrival order."""
+        order: dict[int, list[int]] = {}
+        for event_id in self.ids():
+            where = _record_position(event_id)
+            if where is not None:
+                order.setdefault(where[0], []).append(where[1])
+        return order
+
+    def wait_for_ids(self, ids: Any, timeout: float = 30.0) -> list[ReceivedEvent]:
+        """Wait until every id in `ids` was accepted at least once; the accepted events so far."""
+        wanted = set(ids)
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                missing = wanted - {event.id for event in self.events}
+                if not missing:
+                    return list(self.events)
+            if time.monotonic() > deadline:
+                example = ", ".join(sorted(missing)[:5])
+                raise AssertionError(f"{len(missing)} of {len(wanted)} events not delivered in {timeout}s: {example}")
+            time.sleep(0.02)
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> list[ReceivedEvent]:
+        """Wait until `count` deliveries were accepted (duplicates count)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if len(self.events) >= count:
+                    return list(self.events)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"expected {count} accepted deliveries within {timeout}s, got {len(self.events)}")
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        """Stop listening: the port is closed (connections are refused) until a new sink takes it."""
+        if self._thread.is_alive():
+            self._server.shutdown()
+        self._server.server_close()
+
+
+def duplicates(ids: list[str]) -> int:
+    """How many deliveries repeated an event already delivered."""
+    return len(ids) - len(set(ids))
+
+
+class DispatcherProcess:
+    """A KafkaSource (or Trigger) dispatcher as a real process, as the local runtime runs it:
+    `python -m knit.eventing.dispatcher` with its DispatcherConfig as JSON in KNIT_KAFKASOURCE
+    and PORT for /healthz and /readyz. Its output goes to `log_path` (or is discarded)."""
+
+    def __init__(self, config: Any, log_path: Path | None = None, port: int = 0, python: str = sys.executable) -> None:
+        from knit.eventing.dispatcher import CONFIG_ENV
+        from knit.kafka.embedded import free_port
+
+        self.config = config
+        self.port = port or free_port()
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self._env = {**os.environ, CONFIG_ENV: config.to_json(), "PORT": str(self.port)}
+        self._python = python
+
+    def start(self, *, wait_ready: bool = True, timeout: float = 30.0, args: tuple[str, ...] = ()) -> DispatcherProcess:
+        """Start the process; `args` go between the interpreter and `-m` (e.g. cProfile's)."""
+        from knit.runtimes.local.processes import die_with_parent
+
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        output = open(self.log_path, "ab") if self.log_path is not None else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self.process = subprocess.Popen(
+                [self._python, *args, "-m", "knit.eventing.dispatcher"],
+                env=self._env, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
+            )  # fmt: skip
+        finally:
+            if output is not subprocess.DEVNULL:
+                output.close()
+        if wait_ready:
+            self.wait_ready(timeout)
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def readyz(self) -> tuple[int, dict[str, Any]] | None:
+        """/readyz's status and JSON body, or None while nothing listens."""
+        import json
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as error:
+            return error.code, json.load(error)
+        except (OSError, ValueError):
+            return None
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            answer = self.readyz()
+            if answer is not None and answer[0] == 200:
+                return
+            if not self.alive():
+                code = self.process and self.process.returncode
+                raise AssertionError(f"the dispatcher exited while starting (code {code}){self._log_hint()}")
+            time.sleep(0.05)
+        last = self.readyz()
+        raise AssertionError(f"the dispatcher was not ready within {timeout}s (last /readyz: {last}){self._log_hint()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, no final commit, as when a machine dies."""
+        if self.alive():
+            assert self.process is not None
+            self.process.kill()
+            self.process.wait(10)
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM (drain and commit), then SIGKILL after `timeout`; the exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        return self.process.returncode
+
+    def log_tail(self, lines: int = 30) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def _log_hint(self) -> str:
+        tail = self.log_tail()
+        return f"; its log ends with:\n{tail}" if tail else ""

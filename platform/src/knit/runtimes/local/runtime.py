@@ -85,6 +85,7 @@ class _RevisionParts:
     scaler: RevisionScaler
     meter: ConcurrencyMeter
     usage: UsageSampler
+    poked: bool = False  # the autoscaler was told a request waits at zero
 
 
 class LocalRuntime:
@@ -355,9 +356,15 @@ class LocalRuntime:
     # --- autoscaling -----------------------------------------------------------------------
 
     def _poke(self, revision: str) -> None:
-        """A request is waiting for a Revision with no ready instance: decide now."""
+        """A request is waiting for a Revision with no ready instance: decide now. The
+        autoscaler hears it once per activation, as from Knative's activator; the waiting
+        requests themselves are already counted by the meter."""
+        parts = self.revisions[revision]
+        if parts.poked:
+            return
+        parts.poked = True
         now = time.monotonic()
-        self.revisions[revision].scaler.poke(now)
+        parts.scaler.poke(now)
         self._decide(revision, now)
 
     def _decide(self, name: str, now: float) -> None:
@@ -367,6 +374,8 @@ class LocalRuntime:
         if key in self._suspended:
             runner.scale_to(0)
             return
+        if runner.ready_count:
+            parts.poked = False
         decision = parts.scaler.decide(now, runner.ready_count, self.state.routable(name))
         runner.scale_to(decision.desired)
         labels = (parts.revision.service, name)
