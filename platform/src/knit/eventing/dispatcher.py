@@ -22,8 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,13 +29,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
-from aiohttp import web
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from knit.eventing import conversion
+from knit.eventing import adapter, conversion
 from knit.eventing.delivery import DeliveryPolicy
 from knit.eventing.filters import compile_trigger_filter
 from knit.eventing.offsets import PartitionOffsets
@@ -378,56 +375,25 @@ class KafkaSourceDispatcher:
         self.events.labels("dropped").inc()
 
 
-async def _serve_health(dispatcher: KafkaSourceDispatcher, port: int) -> web.AppRunner:
-    async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    async def readyz(_: web.Request) -> web.Response:
-        if dispatcher.ready:
-            return web.json_response({"status": "ready"})
-        return web.json_response({"status": "not ready", "reason": dispatcher.not_ready_reason}, status=503)
-
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(dispatcher.registry), content_type="text/plain")
-
-    app = web.Application()
-    app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics)])
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, os.environ.get("HOST", "127.0.0.1"), port).start()
-    return runner
-
-
-async def main_async(config: DispatcherConfig, port: int | None) -> None:
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
+async def run(config: DispatcherConfig, port: int) -> None:
+    stopping = adapter.until_signalled()
     dispatcher = KafkaSourceDispatcher(config)
-    runner = await _serve_health(dispatcher, port) if port else None
-    log.info(
-        "KafkaSource %s/%s: %s (group %s) -> %s",
-        config.namespace,
-        config.name,
-        ",".join(config.topics),
-        config.consumer_group,
-        config.sink,
+    runner = await adapter.serve(
+        port,
+        readiness=lambda: None if dispatcher.ready else dispatcher.not_ready_reason,
+        metrics=lambda: generate_latest(dispatcher.registry),
     )
+    topics = ",".join(config.topics)
+    log.info("%s %s/%s: %s (group %s) -> %s", config.kind, config.namespace, config.name, topics,
+             config.consumer_group, config.sink)  # fmt: skip
     try:
         await dispatcher.run(stopping)
     finally:
-        if runner:
-            await runner.cleanup()
+        await runner.cleanup()
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    logging.getLogger("kafka").setLevel(logging.ERROR)
-    raw = os.environ.get(CONFIG_ENV)
-    if not raw:
-        raise SystemExit(f"{CONFIG_ENV} is not set: it must hold the dispatcher's configuration as JSON")
-    port = os.environ.get("PORT")
-    asyncio.run(main_async(DispatcherConfig.from_json(raw), int(port) if port else None))
+    adapter.main(CONFIG_ENV, DispatcherConfig.from_json, run, "dispatcher")
 
 
 if __name__ == "__main__":

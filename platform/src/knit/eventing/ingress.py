@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import signal
 from dataclasses import asdict, dataclass, field
 
 from aiohttp import web
@@ -22,6 +20,8 @@ from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
+
+from knit.eventing import adapter
 
 CONFIG_ENV = "KNIT_INGRESS"
 REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type")
@@ -83,7 +83,7 @@ def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     return {"error": {"code": code, "message": message}}
 
 
-def ingress_app(config: IngressConfig, producer: KafkaProducer) -> web.Application:
+def ingress_routes(config: IngressConfig, producer: KafkaProducer) -> list[web.RouteDef]:
     async def receive(request: web.Request) -> web.Response:
         key = f"{request.match_info['namespace']}/{request.match_info['broker']}"
         topic = config.brokers.get(key)
@@ -104,25 +104,13 @@ def ingress_app(config: IngressConfig, producer: KafkaProducer) -> web.Applicati
             return web.json_response(error_body("unavailable", message), status=503)
         return web.Response(status=202)
 
-    async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    app = web.Application(client_max_size=4 * 2**20)
-    app.add_routes(
-        [web.post("/{namespace}/{broker}", receive), web.get("/healthz", healthz), web.get("/readyz", healthz)]
-    )
-    return app
+    return [web.post("/{namespace}/{broker}", receive)]
 
 
-async def main_async(config: IngressConfig, port: int) -> None:
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
+async def serve(config: IngressConfig, port: int) -> None:
+    stopping = adapter.until_signalled()
     producer = KafkaProducer(bootstrap_servers=config.bootstrap_servers.split(","), acks="all", linger_ms=0)
-    runner = web.AppRunner(ingress_app(config, producer), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, os.environ.get("HOST", "127.0.0.1"), port).start()
+    runner = await adapter.serve(port, routes=ingress_routes(config, producer), max_body=4 * 2**20)
     log.info("Broker ingress for %s", ", ".join(f"{k} -> {t}" for k, t in config.brokers.items()))
     try:
         await stopping.wait()
@@ -132,12 +120,7 @@ async def main_async(config: IngressConfig, port: int) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    logging.getLogger("kafka").setLevel(logging.ERROR)
-    raw = os.environ.get(CONFIG_ENV)
-    if not raw:
-        raise SystemExit(f"{CONFIG_ENV} is not set: it must hold the ingress configuration as JSON")
-    asyncio.run(main_async(IngressConfig.from_json(raw), int(os.environ.get("PORT", "8080"))))
+    adapter.main(CONFIG_ENV, IngressConfig.from_json, serve, "ingress")
 
 
 if __name__ == "__main__":

@@ -13,8 +13,6 @@ import asyncio
 import base64
 import json
 import logging
-import os
-import signal
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -22,12 +20,11 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 import aiohttp
-from aiohttp import web
 from cloudevents.core.v1.event import CloudEvent
 from croniter import croniter
 
 from knit.durations import parse_duration
-from knit.eventing import conversion
+from knit.eventing import adapter, conversion
 from knit.eventing.delivery import DeliveryPolicy
 from knit.eventing.sender import Sender
 
@@ -103,35 +100,18 @@ async def run(config: PingConfig, stopping: asyncio.Event) -> None:
             tick = next_tick(config, tick)
 
 
-async def main_async(config: PingConfig, port: int | None) -> None:
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
-    runner = None
-    if port:
-        app = web.Application()
-        ok = web.json_response({"status": "ok"}).body
-        app.add_routes([web.get(p, lambda _: web.Response(body=ok, content_type="application/json"))
-                        for p in ("/healthz", "/readyz")])  # fmt: skip
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, os.environ.get("HOST", "127.0.0.1"), port).start()
+async def serve(config: PingConfig, port: int) -> None:
+    stopping = adapter.until_signalled()
+    runner = await adapter.serve(port)
     log.info("PingSource %s/%s: %s -> %s", config.namespace, config.name, config.schedule, config.sink)
     try:
         await run(config, stopping)
     finally:
-        if runner:
-            await runner.cleanup()
+        await runner.cleanup()
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    raw = os.environ.get(CONFIG_ENV)
-    if not raw:
-        raise SystemExit(f"{CONFIG_ENV} is not set: it must hold the PingSource configuration as JSON")
-    port = os.environ.get("PORT")
-    asyncio.run(main_async(PingConfig.from_json(raw), int(port) if port else None))
+    adapter.main(CONFIG_ENV, PingConfig.from_json, serve, "PingSource")
 
 
 if __name__ == "__main__":
