@@ -8,7 +8,7 @@ PACKAGES := -e platform -e apps/danmaku-events -e apps/danmaku-processor -e apps
 TEST_TOOLS := pytest pytest-timeout pytest-playwright playwright python-socketio[client] websocket-client ruff
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install dev test lint bench bench-latency bench-coldstart bench-gateway bench-autoscale clean
+.PHONY: install dev test lint bench bench-latency bench-coldstart bench-gateway bench-autoscale bench-eventing clean
 
 install: $(INSTALLED)
 
@@ -29,7 +29,7 @@ test: install
 KAFKA_LIB := .kafka/lib
 MVN ?= mvn
 # What runs against it: extend with more test files or markers.
-APACHE_KAFKA_TESTS ?= -m "integration or e2e" platform/tests/test_dispatcher.py platform/tests/test_eventing_broker.py e2e
+APACHE_KAFKA_TESTS ?= -m "integration or e2e" platform/tests/test_dispatcher.py platform/tests/test_eventing_delivery.py platform/tests/test_eventing_broker.py e2e
 
 .PHONY: kafka-broker test-apache-kafka
 
@@ -47,9 +47,10 @@ test-apache-kafka: install kafka-broker
 lint: install
 	$(BIN)/ruff check .
 
-# Each benchmark starts its own `knit dev` on free ports, prints a table and writes JSON
-# to bench/results/. They run one after another: on 2 cores they would disturb each other.
-bench: bench-latency bench-coldstart bench-gateway bench-autoscale
+# Each benchmark starts its own `knit dev` (bench-eventing: its own broker and dispatcher) on
+# free ports, prints a table and writes JSON to bench/results/. They run one after another: on
+# 2 cores they would disturb each other.
+bench: bench-latency bench-coldstart bench-gateway bench-autoscale bench-eventing
 
 bench-latency: install
 	$(BIN)/python bench/latency.py
@@ -62,6 +63,9 @@ bench-gateway: install
 
 bench-autoscale: install
 	$(BIN)/python bench/autoscale.py
+
+bench-eventing: install
+	$(BIN)/python bench/eventing.py
 
 clean:
 	rm -rf $(VENV) .knit .pytest_cache .kafka

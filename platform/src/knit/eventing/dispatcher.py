@@ -38,8 +38,8 @@ from knit.eventing import adapter, conversion
 from knit.eventing.delivery import DeliveryPolicy
 from knit.eventing.filters import compile_trigger_filter
 from knit.eventing.offsets import PartitionOffsets
-from knit.eventing.sender import Sender, dead_letter
-from knit.kafka.settings import CONSUMER_GROUP_SETTINGS
+from knit.eventing.sender import Outcome, Sender, error_extensions
+from knit.kafka.settings import CONSUMER_GROUP_SETTINGS, KafkaUnavailable, wait_until_reachable
 
 CONFIG_ENV = "KNIT_KAFKASOURCE"
 log = logging.getLogger("knit.dispatcher")
@@ -88,6 +88,22 @@ class _Lane:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     committed: int | None = None
     paused: bool = False
+    next_offset: int = 0  # the offset after the last record accepted
+
+
+def _forget_parked_records(consumer: KafkaConsumer, tp: TopicPartition) -> None:
+    """Work around kafka-python 3.0.12: records fetched for a partition while it was paused
+    are parked, and its fetcher puts them back only while no other partition's records sit
+    in its in-line slot; until then it never fetches that partition again, so a resumed
+    partition can stall for good. Dropping them (the caller then seeks to the first record
+    it does not have) makes the next fetch read them again."""
+    fetcher = getattr(consumer, "_fetcher", None)
+    for parked in (
+        getattr(fetcher, "_paused_partition_records", None),
+        getattr(fetcher, "_paused_completed_fetches", None),
+    ):
+        if isinstance(parked, dict):
+            parked.pop(tp, None)
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -105,7 +121,7 @@ class KafkaSourceDispatcher:
     def __init__(self, config: DispatcherConfig) -> None:
         self.config = config
         self.ready = False
-        self.not_ready_reason = "joining consumer group"
+        self.not_ready_reason = f"connecting to Kafka at {config.bootstrap_servers}"
         self.registry = CollectorRegistry()
         self.events = Counter(
             "knit_dispatcher_events", "Events by what became of them", ("outcome",), registry=self.registry
@@ -151,12 +167,17 @@ class KafkaSourceDispatcher:
         return consumer
 
     async def _connect(self, stopping: asyncio.Event) -> KafkaConsumer | None:
+        """The consumer, once a broker answers; until then not ready, saying why, and retrying.
+        A TCP check comes first: kafka-python's client blocks for 30 s before it gives up on
+        an unreachable broker, and leaves a thread behind each time."""
         delay = 0.5
+        servers = self.config.bootstrap_servers
         while not stopping.is_set():
             try:
+                await self._on_kafka_thread(wait_until_reachable, servers, time.monotonic() + 1)
                 return await self._on_kafka_thread(self._new_consumer)
-            except KafkaError as error:
-                self.not_ready_reason = f"Kafka at {self.config.bootstrap_servers} is unreachable ({error}); retrying"
+            except (KafkaUnavailable, KafkaError) as error:
+                self.not_ready_reason = f"Kafka at {servers} is unreachable ({error}); retrying"
                 log.warning("%s in %.1fs", self.not_ready_reason, delay)
                 try:
                     await asyncio.wait_for(stopping.wait(), delay)
@@ -190,6 +211,11 @@ class KafkaSourceDispatcher:
                 self._consumer.seek(tp, committed)
         if start:
             self._consumer.commit(start)
+        # A partition paused for back-pressure before the rebalance would stay paused (and
+        # keep its parked records), while its new lane starts empty and never asks for it.
+        self._consumer.resume(*assigned)
+        for tp in assigned:
+            _forget_parked_records(self._consumer, tp)
         self.ready = True
 
     def _on_revoked(self, revoked: list[TopicPartition]) -> None:
@@ -223,15 +249,17 @@ class KafkaSourceDispatcher:
         self,
         offsets: dict[TopicPartition, OffsetAndMetadata],
         pause: list[TopicPartition],
-        resume: list[TopicPartition],
+        resume: list[tuple[TopicPartition, int]],
     ) -> None:
         assert self._consumer is not None
         if offsets:
             self._consumer.commit(offsets)
         if pause:
             self._consumer.pause(*pause)
-        if resume:
-            self._consumer.resume(*resume)
+        for tp, offset in resume:
+            self._consumer.resume(tp)
+            _forget_parked_records(self._consumer, tp)
+            self._consumer.seek(tp, offset)
 
     # --- the delivery side (asyncio) ---------------------------------------------------
 
@@ -268,6 +296,7 @@ class KafkaSourceDispatcher:
             lane.tasks.add(asyncio.create_task(worker(lane)))
         for record in records:
             lane.offsets.started(record.offset)
+            lane.next_offset = record.offset + 1
             lane.queue.put_nowait(
                 conversion.Record(
                     topic=record.topic,
@@ -282,7 +311,7 @@ class KafkaSourceDispatcher:
 
     def _commits_and_flow(
         self,
-    ) -> tuple[dict[TopicPartition, OffsetAndMetadata], list[TopicPartition], list[TopicPartition]]:
+    ) -> tuple[dict[TopicPartition, OffsetAndMetadata], list[TopicPartition], list[tuple[TopicPartition, int]]]:
         offsets, pause, resume = {}, [], []
         for tp, lane in self._lanes.items():
             position = lane.offsets.committable()
@@ -295,7 +324,7 @@ class KafkaSourceDispatcher:
                 pause.append(tp)
             elif lane.paused and buffered <= self.config.max_in_flight:
                 lane.paused = False
-                resume.append(tp)
+                resume.append((tp, lane.next_offset))
         return offsets, pause, resume
 
     async def _ordered_lane(self, lane: _Lane) -> None:
@@ -329,49 +358,51 @@ class KafkaSourceDispatcher:
             await self._on_kafka_thread(self._commit_and_flow, offsets, [], [])
 
     async def _deliver(self, record: conversion.Record) -> None:
-        """Deliver one record until it succeeds or the policy gives up; never raises."""
-        assert self._sender is not None
-        where = f"{record.topic}[{record.partition}]@{record.offset}"
+        """Deliver one record until it succeeds or is given up on; never raises, so one bad
+        record cannot stop its partition."""
         try:
-            event = conversion.with_overrides(
-                conversion.record_to_event(record, self.config.namespace, self.config.name),
-                self.config.ce_extensions,
-            )
-        except (ValueError, TypeError) as error:
-            log.error("%s is not a valid CloudEvent (%s); skipping it", where, error)
+            await self._deliver_or_give_up(record)
+        except conversion.InvalidRecord as error:
+            log.error("skipping %s: %s", record.where, error)
             self.events.labels("invalid").inc()
-            return
-        if self._matches is not None and not self._matches(conversion.attribute_strings(event)):
+        except Exception:
+            log.exception("skipping %s: delivering it failed unexpectedly", record.where)
+            self.events.labels("invalid").inc()
+
+    async def _deliver_or_give_up(self, record: conversion.Record) -> None:
+        assert self._sender is not None
+        request = conversion.with_extensions(
+            conversion.to_request(record, self.config.namespace, self.config.name), self.config.ce_extensions
+        )
+        if self._matches is not None and not self._matches(request.attributes):
             self.events.labels("filtered").inc()
             return
-        message = conversion.to_http(event)
-        outcome = await self._sender.deliver(self.config.sink, message.headers, message.body, where)
+        outcome = await self._sender.deliver(self.config.sink, request.headers, request.body, record.where)
         if outcome.ok:
             reply = outcome.reply() if self.config.reply else None
             if reply is None:
                 self.events.labels("delivered").inc()
                 return
             assert self.config.reply is not None
-            outcome = await self._sender.deliver(self.config.reply, *reply, f"{where} reply")
+            outcome = await self._sender.deliver(self.config.reply, *reply, f"{record.where} reply")
             if outcome.ok:
                 self.events.labels("delivered").inc()
                 return
-        await self._give_up(event, outcome, where)
+        await self._give_up(request, outcome, record.where)
 
-    async def _give_up(self, event: Any, outcome: Any, where: str) -> None:
+    async def _give_up(self, request: conversion.Request, outcome: Outcome, where: str) -> None:
         assert self._sender is not None
         reason = f"{outcome.reason} after {outcome.retries} retries"
         if self.config.dead_letter_sink:
-            message = conversion.to_http(dead_letter(event, outcome))
-            dlq = await self._sender.deliver(
-                self.config.dead_letter_sink, message.headers, message.body, f"{where} dlq"
-            )
+            letter = conversion.with_extensions(request, error_extensions(outcome))
+            sink = self.config.dead_letter_sink
+            dlq = await self._sender.deliver(sink, letter.headers, letter.body, f"{where} to the dead-letter sink")
             if dlq.ok:
-                log.warning("dead-lettered %s (event %s): %s", where, event.get_id(), reason)
+                log.warning("dead-lettered %s (event %s): %s", where, request.id, reason)
                 self.events.labels("dead_lettered").inc()
                 return
             reason += f"; the dead-letter sink failed too: {dlq.reason}"
-        log.error("dropped %s (event %s): %s", where, event.get_id(), reason)
+        log.error("dropped %s (event %s): %s", where, request.id, reason)
         self.events.labels("dropped").inc()
 
 

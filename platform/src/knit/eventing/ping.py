@@ -93,7 +93,7 @@ async def run(config: PingConfig, stopping: asyncio.Event) -> None:
                 return
             except TimeoutError:
                 pass
-            message = conversion.to_http(ping_event(config, tick))
+            message = conversion.from_event(ping_event(config, tick))
             outcome = await sender.deliver(config.sink, message.headers, message.body, f"ping at {tick.isoformat()}")
             if not outcome.ok:
                 log.error("the ping of %s was not delivered: %s", tick.isoformat(), outcome.reason)

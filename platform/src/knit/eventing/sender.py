@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
-from cloudevents.core.v1.event import CloudEvent
 
 from knit.eventing.delivery import DeliveryPolicy, is_retryable, is_success
 
@@ -45,8 +44,8 @@ class Outcome:
         return keep, self.body
 
 
-def dead_letter(event: CloudEvent, outcome: Outcome) -> CloudEvent:
-    """The event as a dead-letter sink receives it: Knative's knativeerror* extensions added.
+def error_extensions(outcome: Outcome) -> dict[str, str]:
+    """What a dead-letter sink learns of the failure: Knative's knativeerror* extensions.
 
     A delivery that got no answer counts as code 500 with "dispatch error: ..." as its
     body, as Knative's dispatcher reports it; the body is base64, cut to 1024 characters.
@@ -58,7 +57,7 @@ def dead_letter(event: CloudEvent, outcome: Outcome) -> CloudEvent:
     extensions = {ERROR_DEST: outcome.url, ERROR_CODE: str(status)}
     if data:
         extensions[ERROR_DATA] = data
-    return CloudEvent({**event.get_attributes(), **extensions}, event.get_data())
+    return extensions
 
 
 class Sender:

@@ -407,9 +407,16 @@ def duplicates(ids: list[str]) -> int:
 class DispatcherProcess:
     """A KafkaSource (or Trigger) dispatcher as a real process, as the local runtime runs it:
     `python -m knit.eventing.dispatcher` with its DispatcherConfig as JSON in KNIT_KAFKASOURCE
-    and PORT for /healthz and /readyz. Its output goes to `log_path` (or is discarded)."""
+    and PORT for /healthz and /readyz (plus `env`). Its output goes to `log_path` (or is discarded)."""
 
-    def __init__(self, config: Any, log_path: Path | None = None, port: int = 0, python: str = sys.executable) -> None:
+    def __init__(
+        self,
+        config: Any,
+        log_path: Path | None = None,
+        port: int = 0,
+        python: str = sys.executable,
+        env: dict[str, str] | None = None,
+    ) -> None:
         from knit.eventing.dispatcher import CONFIG_ENV
         from knit.kafka.embedded import free_port
 
@@ -417,7 +424,7 @@ class DispatcherProcess:
         self.port = port or free_port()
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
-        self._env = {**os.environ, CONFIG_ENV: config.to_json(), "PORT": str(self.port)}
+        self._env = {**os.environ, **(env or {}), CONFIG_ENV: config.to_json(), "PORT": str(self.port)}
         self._python = python
 
     def start(self, *, wait_ready: bool = True, timeout: float = 30.0, args: tuple[str, ...] = ()) -> DispatcherProcess:
