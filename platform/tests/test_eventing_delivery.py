@@ -259,13 +259,6 @@ def test_events_wait_while_the_sink_is_down_and_arrive_when_it_is_back(
     report_duplicates(record_property, sink.ids() + revived.ids(), f"down after {len(sink.ids())}")
 
 
-@pytest.mark.xfail(
-    condition=bool(os.environ.get(BOOTSTRAP_ENV)),
-    strict=True,
-    reason="against Apache Kafka, kafka-python joins the group with an empty metadata snapshot and rejoins "
-    "~0.1 s after the first assignment (assignment_snapshot != metadata_snapshot); the dispatcher has started "
-    "delivering by then, drops its lanes and reads the in-flight records again: duplicates on every start",
-)
 def test_a_dispatcher_started_on_a_backlog_delivers_each_event_once(kafka_bootstrap, topic, sinks, dispatchers):
     # Given 50 records per partition waiting, and a broker whose group coordinator is up
     ids = produce_plain(kafka_bootstrap, topic, per_partition=50)

@@ -158,12 +158,13 @@ class KafkaSourceDispatcher:
             metadata_max_age_ms=5000,
             **CONSUMER_GROUP_SETTINGS,
         )
-        # Learn the topics' partitions before joining the group: kafka-python otherwise
-        # joins first, and Apache Kafka (quicker than Tansu to answer) then hands this
-        # member an empty assignment, followed by a rejoin that can stall.
-        for topic in self.config.topics:
-            consumer.partitions_for_topic(topic)
         consumer.subscribe(list(self.config.topics), listener=_Rebalance(self))
+        # Learn the topics' partitions before the first poll joins the group: kafka-python
+        # otherwise joins with no metadata and, once it arrives, rejoins at once (Apache
+        # Kafka answers the first join quickly enough for that to happen; Tansu does not),
+        # and such a rejoin sometimes never completes. A metadata request after subscribing
+        # gives the group coordinator the topics' partitions up front.
+        consumer.topics()
         return consumer
 
     async def _connect(self, stopping: asyncio.Event) -> KafkaConsumer | None:
@@ -191,52 +192,77 @@ class KafkaSourceDispatcher:
         log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in assigned) or "nothing")
 
     def _start_assigned(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        """On the Kafka thread, after poll(), for the partitions just assigned: a partition
-        this group never committed gets its starting offset committed now (the first record
-        poll() returned, else where the reset policy put it), so "ready" means no later event
-        is missed; any other one is read again from its commit point, because records handed
-        out before a rebalance may not have finished (the client would go on past them)."""
-        assert self._consumer is not None
+        """On the Kafka thread, after poll(), once partitions were (re)assigned:
+
+        - a partition that stayed with this member keeps its lane: records in progress go
+          on and reading goes on after the last record it has (no duplicates when a group
+          merely rebalances, as Apache Kafka makes kafka-python do right after it starts);
+        - a partition this group never committed gets its starting offset committed now
+          (the first record poll() returned, else where the reset policy put it), so
+          "ready" means no later event is missed;
+        - any other partition is read again from its commit point: records handed out
+          before the rebalance may not have finished, and the client would go on past them.
+        Lanes of partitions that went to another member are dropped.
+        """
+        assert self._consumer is not None and self._loop is not None
         assigned, self._just_assigned = self._just_assigned, None
         if assigned is None:
             return
+        gone = [tp for tp in list(self._lanes) if tp not in assigned]
+        asyncio.run_coroutine_threadsafe(self._release(gone), self._loop).result()
+        # A partition paused for back-pressure before the rebalance would stay paused (and
+        # keep its parked records) while nothing would ask for it again.
+        self._consumer.resume(*assigned)
         start = {}
         for tp in assigned:
-            committed = self._consumer.committed(tp)
-            if committed is None:
-                records = batch.get(tp)
-                start[tp] = OffsetAndMetadata(records[0].offset if records else self._consumer.position(tp), "", -1)
-            else:
+            _forget_parked_records(self._consumer, tp)
+            lane = self._lanes.get(tp)
+            if lane is not None:  # read on after the last record the lane has
+                lane.paused = False
+                batch.pop(tp, None)
+                self._consumer.seek(tp, lane.next_offset)
+            elif (committed := self._consumer.committed(tp)) is not None:
                 batch.pop(tp, None)
                 self._consumer.seek(tp, committed)
+            else:
+                records = batch.get(tp)
+                start[tp] = OffsetAndMetadata(records[0].offset if records else self._consumer.position(tp), "", -1)
         if start:
-            self._consumer.commit(start)
-        # A partition paused for back-pressure before the rebalance would stay paused (and
-        # keep its parked records), while its new lane starts empty and never asks for it.
-        self._consumer.resume(*assigned)
-        for tp in assigned:
-            _forget_parked_records(self._consumer, tp)
+            try:
+                self._consumer.commit(start)
+            except KafkaError as error:  # the lanes commit these partitions as they deliver
+                log.warning("committing the starting offsets failed (%s)", error)
         self.ready = True
 
     def _on_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Runs on the Kafka client's IO thread: commit what finished (without blocking that
-        thread), drop the rest; the partitions' next owner reads the rest again."""
+        """Runs on the Kafka client's IO thread: commit what finished, without blocking that
+        thread. The lanes go on until the new assignment is known (see _start_assigned)."""
         assert self._loop is not None and self._consumer is not None
-        offsets = asyncio.run_coroutine_threadsafe(self._release(revoked), self._loop).result()
+        offsets = asyncio.run_coroutine_threadsafe(self._committable(revoked), self._loop).result()
         if offsets:
             self._consumer.commit_async(offsets)
 
-    async def _release(self, revoked: list[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata]:
+    def _uncommitted(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            if (lane := self._lanes.get(tp)) is not None:
+                lane.committed = None
+
+    async def _committable(self, partitions: list[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata]:
         offsets = {}
-        for tp in revoked:
-            lane = self._lanes.pop(tp, None)
-            if lane is None:
-                continue
-            for task in lane.tasks:
-                task.cancel()  # the new owner reads these records again: at least once
-            position = lane.offsets.committable()
-            if position is not None and position != lane.committed:
+        for tp in partitions:
+            lane = self._lanes.get(tp)
+            position = lane.offsets.committable() if lane else None
+            if lane and position is not None and position != lane.committed:
                 offsets[tp] = OffsetAndMetadata(position, "", -1)
+        return offsets
+
+    async def _release(self, partitions: list[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata]:
+        """Drop the lanes of partitions this member no longer reads; what finished, to commit."""
+        offsets = await self._committable(partitions)
+        for tp in partitions:
+            lane = self._lanes.pop(tp, None)
+            for task in lane.tasks if lane else ():
+                task.cancel()  # the new owner reads these records again: at least once
         return offsets
 
     def _poll(self) -> dict[TopicPartition, list[Any]]:
@@ -251,9 +277,13 @@ class KafkaSourceDispatcher:
         pause: list[TopicPartition],
         resume: list[tuple[TopicPartition, int]],
     ) -> None:
-        assert self._consumer is not None
+        assert self._consumer is not None and self._loop is not None
         if offsets:
-            self._consumer.commit(offsets)
+            try:
+                self._consumer.commit(offsets)
+            except KafkaError as error:  # e.g. a rebalance under way: commit again next time
+                log.warning("committing %d offsets failed (%s); will retry", len(offsets), error)
+                self._loop.call_soon_threadsafe(self._uncommitted, list(offsets))
         if pause:
             self._consumer.pause(*pause)
         for tp, offset in resume:
