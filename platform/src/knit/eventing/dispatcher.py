@@ -79,6 +79,12 @@ class DispatcherConfig:
         return cls(**data)
 
 
+def _set_event() -> asyncio.Event:
+    event = asyncio.Event()
+    event.set()
+    return event
+
+
 @dataclass
 class _Lane:
     """One assigned partition: its buffered records and which of them finished."""
@@ -89,6 +95,8 @@ class _Lane:
     committed: int | None = None
     paused: bool = False
     next_offset: int = 0  # the offset after the last record accepted
+    # Cleared while a rebalance decides whether this partition stays: nothing new starts.
+    may_start: asyncio.Event = field(default_factory=_set_event)
 
 
 def _forget_parked_records(consumer: KafkaConsumer, tp: TopicPartition) -> None:
@@ -219,6 +227,7 @@ class KafkaSourceDispatcher:
             lane = self._lanes.get(tp)
             if lane is not None:  # read on after the last record the lane has
                 lane.paused = False
+                lane.may_start.set()
                 batch.pop(tp, None)
                 self._consumer.seek(tp, lane.next_offset)
             elif (committed := self._consumer.committed(tp)) is not None:
@@ -235,12 +244,20 @@ class KafkaSourceDispatcher:
         self.ready = True
 
     def _on_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Runs on the Kafka client's IO thread: commit what finished, without blocking that
-        thread. The lanes go on until the new assignment is known (see _start_assigned)."""
+        """Runs on the Kafka client's IO thread: hold the lanes (deliveries under way finish,
+        no new one starts, since another member may read these records next) and commit
+        what finished, without blocking that thread. Whether a lane goes on or is dropped
+        is decided once the new assignment is known (see _start_assigned)."""
         assert self._loop is not None and self._consumer is not None
-        offsets = asyncio.run_coroutine_threadsafe(self._committable(revoked), self._loop).result()
+        offsets = asyncio.run_coroutine_threadsafe(self._hold(revoked), self._loop).result()
         if offsets:
             self._consumer.commit_async(offsets)
+
+    async def _hold(self, partitions: list[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata]:
+        for tp in partitions:
+            if (lane := self._lanes.get(tp)) is not None:
+                lane.may_start.clear()
+        return await self._committable(partitions)
 
     def _uncommitted(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
@@ -360,12 +377,14 @@ class KafkaSourceDispatcher:
     async def _ordered_lane(self, lane: _Lane) -> None:
         while True:
             record = await lane.queue.get()
+            await lane.may_start.wait()
             await self._deliver(record)
             lane.offsets.finished(record.offset)
 
     async def _unordered_lane(self, lane: _Lane) -> None:
         while True:
             record = await lane.queue.get()
+            await lane.may_start.wait()
             await self._slots.acquire()
             task = asyncio.create_task(self._deliver_in_slot(lane, record))
             lane.tasks.add(task)
