@@ -98,6 +98,11 @@ class _Lane:
     # Cleared while a rebalance decides whether this partition stays: nothing new starts.
     may_start: asyncio.Event = field(default_factory=_set_event)
 
+    def to_commit(self) -> int | None:
+        """The offset to commit next, if it moved since the last commit."""
+        position = self.offsets.committable()
+        return None if position == self.committed else position
+
 
 def _forget_parked_records(consumer: KafkaConsumer, tp: TopicPartition) -> None:
     """Work around kafka-python 3.0.12: records fetched for a partition while it was paused
@@ -202,9 +207,9 @@ class KafkaSourceDispatcher:
     def _start_assigned(self, batch: dict[TopicPartition, list[Any]]) -> None:
         """On the Kafka thread, after poll(), once partitions were (re)assigned:
 
-        - a partition that stayed with this member keeps its lane: records in progress go
-          on and reading goes on after the last record it has (no duplicates when a group
-          merely rebalances, as Apache Kafka makes kafka-python do right after it starts);
+        - a partition that stayed with this member keeps its lane: its held records go on
+          and reading goes on after the last record it has, so a rebalance that leaves a
+          partition where it was re-delivers none of it;
         - a partition this group never committed gets its starting offset committed now
           (the first record poll() returned, else where the reset policy put it), so
           "ready" means no later event is missed;
@@ -267,9 +272,7 @@ class KafkaSourceDispatcher:
     async def _committable(self, partitions: list[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata]:
         offsets = {}
         for tp in partitions:
-            lane = self._lanes.get(tp)
-            position = lane.offsets.committable() if lane else None
-            if lane and position is not None and position != lane.committed:
+            if (lane := self._lanes.get(tp)) is not None and (position := lane.to_commit()) is not None:
                 offsets[tp] = OffsetAndMetadata(position, "", -1)
         return offsets
 
@@ -361,8 +364,7 @@ class KafkaSourceDispatcher:
     ) -> tuple[dict[TopicPartition, OffsetAndMetadata], list[TopicPartition], list[tuple[TopicPartition, int]]]:
         offsets, pause, resume = {}, [], []
         for tp, lane in self._lanes.items():
-            position = lane.offsets.committable()
-            if position is not None and position != lane.committed:
+            if (position := lane.to_commit()) is not None:
                 offsets[tp] = OffsetAndMetadata(position, "", -1)
                 lane.committed = position
             buffered = lane.offsets.in_flight
