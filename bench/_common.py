@@ -24,26 +24,17 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from knit.testing import sample_app
 from knit.testing.harness import KnitDev
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-PRELOAD = "knit.testing.sample_app gunicorn.workers.gthread"
+PRELOAD = sample_app.PRELOAD
 
 
 def sample_service(name: str, annotations: dict[str, str], container_concurrency: int | None = None) -> dict:
     """A Service running knit's sample app under gunicorn (one gthread worker, 8 threads)."""
-    spec: dict[str, Any] = {
-        "containers": [
-            {
-                "image": "sample-app:dev",
-                "command": ["gunicorn"],
-                "args": ["-k", "gthread", "--threads", "8", "--no-control-socket", "-b", "$(HOST):$(PORT)",
-                         "knit.testing.sample_app:app"],
-                "readinessProbe": {"httpGet": {"path": "/readyz"}},
-            }
-        ]
-    }  # fmt: skip
+    spec: dict[str, Any] = {"containers": [sample_app.container(threads=8)]}
     if container_concurrency is not None:
         spec["containerConcurrency"] = container_concurrency
     return {

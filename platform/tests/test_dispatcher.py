@@ -1,50 +1,18 @@
 """The KafkaSource dispatcher against a real broker, a real HTTP sink and a real process."""
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 
 import pytest
-import requests
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from knit.eventing.delivery import DeliveryPolicy
-from knit.eventing.dispatcher import CONFIG_ENV, DispatcherConfig
+from knit.eventing.dispatcher import DispatcherConfig
 from knit.kafka.admin import ensure_topics
 from knit.kafka.embedded import free_port
-from knit.testing.harness import EventSink
+from knit.testing.harness import DispatcherProcess, EventSink
 
 pytestmark = pytest.mark.integration
-
-
-class Dispatcher:
-    """A dispatcher process, started and stopped the way the local runtime does it."""
-
-    def __init__(self, config: DispatcherConfig) -> None:
-        self.config = config
-        self.port = free_port()
-        self.process: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 30.0) -> None:
-        env = {**os.environ, CONFIG_ENV: self.config.to_json(), "PORT": str(self.port)}
-        self.process = subprocess.Popen([sys.executable, "-m", "knit.eventing.dispatcher"], env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).ok:
-                    return
-            except requests.ConnectionError:
-                pass
-            assert self.process.poll() is None, "the dispatcher exited while starting"
-            time.sleep(0.05)
-        raise AssertionError(f"the dispatcher was not ready within {timeout}s")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=20)
 
 
 @pytest.fixture
@@ -55,14 +23,13 @@ def topic(kafka_bootstrap):
 
 
 @pytest.fixture
-def dispatchers():
-    started: list[Dispatcher] = []
+def dispatchers(tmp_path):
+    started: list[DispatcherProcess] = []
 
-    def start(config: DispatcherConfig) -> Dispatcher:
-        dispatcher = Dispatcher(config)
+    def start(config: DispatcherConfig) -> DispatcherProcess:
+        dispatcher = DispatcherProcess(config, log_path=tmp_path / f"dispatcher-{len(started)}.log")
         started.append(dispatcher)
-        dispatcher.start()
-        return dispatcher
+        return dispatcher.start()
 
     yield start
     for dispatcher in started:

@@ -15,18 +15,13 @@ import requests
 import yaml
 
 from knit.runtimes.local.runtime import Options
+from knit.testing import sample_app
 from knit.testing.harness import RunningManifests
 
 pytestmark = pytest.mark.integration
 
-CONTAINER = {
-    "image": "sample:dev",
-    "command": ["gunicorn"],
-    "args": ["-k", "gthread", "--threads", "16", "--no-control-socket", "-b", "$(HOST):$(PORT)",
-             "knit.testing.sample_app:app"],
-    "readinessProbe": {"httpGet": {"path": "/readyz"}},
-}  # fmt: skip
-PRELOAD = {"local.knit.dev/preload": "knit.testing.sample_app gunicorn.workers.gthread"}
+CONTAINER = sample_app.container(threads=16)
+PRELOAD = {"local.knit.dev/preload": sample_app.PRELOAD}
 
 
 def service(name="hello", annotations=None, traffic=None, revision=None, version="1", concurrency=0):
@@ -83,31 +78,37 @@ def revision_status(running: RunningManifests, service: str = "hello") -> dict:
     return running.describe(service)["revisions"][0]
 
 
-def test_load_scales_a_revision_from_zero_to_three_and_back_to_zero_without_a_failed_request(run):
-    annotations = {"autoscaling.knit.dev/target": "1", "autoscaling.knit.dev/target-utilization-percentage": "100",
-                   "autoscaling.knit.dev/initial-scale": "0"}  # fmt: skip
-    running = run(service(annotations=annotations), FAST_AUTOSCALER)
-    assert revision_status(running)["actual_scale"] == 0
-
+def load_until_scale(running, clients: int, scale: int, timeout: float, **query) -> Counter[int]:
+    """Closed-loop clients send `GET /?<query>` until the Revision reached `scale` ready
+    instances (asserted) or `timeout` passed; the status codes they got."""
     statuses: Counter[int] = Counter()
     stop = threading.Event()
 
     def client() -> None:
         with requests.Session() as session:
             while not stop.is_set():
-                statuses[get(running, session=session, sleep_ms=300).status_code] += 1
+                statuses[get(running, session=session, **query).status_code] += 1
 
     peak = 0
-    with ThreadPoolExecutor(4) as clients:
-        for _ in range(4):
-            clients.submit(client)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and peak < 3:
+    with ThreadPoolExecutor(clients) as pool:
+        for _ in range(clients):
+            pool.submit(client)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and peak < scale:
             peak = max(peak, revision_status(running)["actual_scale"])
             time.sleep(0.1)
         stop.set()
+    assert peak >= scale, f"the Revision reached {peak} ready instances, not {scale}, within {timeout:g} s"
+    return statuses
 
-    assert peak >= 3
+
+def test_load_scales_a_revision_from_zero_to_three_and_back_to_zero_without_a_failed_request(run):
+    annotations = {"autoscaling.knit.dev/target": "1", "autoscaling.knit.dev/target-utilization-percentage": "100",
+                   "autoscaling.knit.dev/initial-scale": "0"}  # fmt: skip
+    running = run(service(annotations=annotations), FAST_AUTOSCALER)
+    assert revision_status(running)["actual_scale"] == 0
+
+    statuses = load_until_scale(running, clients=4, scale=3, timeout=20, sleep_ms=300)
     assert set(statuses) == {200}, statuses
     deadline = time.monotonic() + 45
     while time.monotonic() < deadline and (status := revision_status(running))["instances"]:
@@ -195,23 +196,7 @@ def test_the_hpa_class_scales_on_the_cpu_the_instances_use(run):
     annotations = {"autoscaling.knit.dev/class": "hpa", "autoscaling.knit.dev/metric": "cpu",
                    "autoscaling.knit.dev/target": "30", "autoscaling.knit.dev/max-scale": "3"}  # fmt: skip
     running = run(service(annotations=annotations), FAST_AUTOSCALER)
-    stop = threading.Event()
-
-    def burn() -> None:
-        with requests.Session() as session:
-            while not stop.is_set():
-                get(running, session=session, burn_ms=200)
-
-    peak = 0
-    with ThreadPoolExecutor(2) as clients:
-        for _ in range(2):
-            clients.submit(burn)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and peak < 2:
-            peak = max(peak, revision_status(running)["actual_scale"])
-            time.sleep(0.2)
-        stop.set()
-    assert peak >= 2
+    load_until_scale(running, clients=2, scale=2, timeout=30, burn_ms=200)
 
 
 def test_the_gateway_and_the_autoscaler_export_prometheus_metrics(run):

@@ -18,6 +18,21 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
+# What `local.knit.dev/preload` names so instances fork from a template that imported these.
+PRELOAD = "knit.testing.sample_app gunicorn.workers.gthread"
+
+
+def container(threads: int) -> dict[str, Any]:
+    """A container spec running this app under gunicorn: one gthread worker, `threads` threads."""
+    return {
+        "image": "sample-app:dev",
+        "command": ["gunicorn"],
+        "args": ["-k", "gthread", "--threads", str(threads), "--no-control-socket", "-b", "$(HOST):$(PORT)",
+                 "knit.testing.sample_app:app"],
+        "readinessProbe": {"httpGet": {"path": "/readyz"}},
+    }  # fmt: skip
+
+
 _lock = threading.Lock()
 _in_flight = 0
 _max_in_flight = 0
