@@ -16,7 +16,6 @@ import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -88,8 +87,7 @@ class Knit:
             print(f"knit dev exited with code {code}; see {self.dev.log_path}", file=sys.stderr)
 
     def describe(self, service: str) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.dev.control}/services/default/{service}", timeout=10) as response:
-            return json.load(response)
+        return self.dev.describe(service)  # with the control API's token, as the knit commands send it
 
     def revision(self, service: str) -> dict[str, Any]:
         """The Service's newest Revision, as describe() shows it."""

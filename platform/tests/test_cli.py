@@ -140,6 +140,9 @@ def test_a_revision_that_never_gets_ready_is_reported_and_its_requests_fail_clea
         output, _ = described.communicate(timeout=30)
         assert described.returncode == 0
         assert "[FAILED]" in output
+        # its audience, for tokens sent to it, verified with the keys knit dev publishes
+        assert "Audience:    serving.knit.dev/service/default/hello" in output
+        assert (project / ".knit" / "oidc" / "jwks.json").exists()
         ready = next(line for line in output.splitlines() if line.strip().startswith("!!") and " Ready " in line)
         assert "ExitCode3" in ready and "exited with code 3" in ready
 

@@ -1,4 +1,7 @@
-"""Fixtures for danmaku-web's tests: the app with a recording publisher, and its clients."""
+"""Fixtures for danmaku-web's tests: the app with a recording publisher, and its clients.
+
+The app verifies who sends to /events as it does on knit: tokens from a test issuer
+(knit.testing.identity), the processor's identity allowed, this Service's audience."""
 
 from __future__ import annotations
 
@@ -15,6 +18,12 @@ from danmaku_events import events
 from danmaku_events.comment import Comment
 from danmaku_web.app import create_app
 from danmaku_web.publisher import Unavailable
+from knit.eventing.identity import audience_of, service_identity
+from knit.testing.identity import TestIssuer
+
+# As the local runtime names them for manifests/app.
+PROCESSOR = service_identity("default", "danmaku-processor")
+WEB_AUDIENCE = audience_of("Service", "default", "danmaku-web")
 
 
 class RecordingPublisher:
@@ -38,12 +47,34 @@ def publisher() -> RecordingPublisher:
     return RecordingPublisher()
 
 
+def event_auth_settings(issuer: TestIssuer) -> dict[str, str]:
+    """The settings that make the app verify senders with `issuer`'s keys."""
+    return {
+        "OIDC_ISSUER": issuer.name,
+        "OIDC_JWKS": str(issuer.jwks_path),
+        "AUDIENCE": WEB_AUDIENCE,
+        "EVENT_SENDERS": PROCESSOR,
+    }
+
+
 @pytest.fixture
-def app(publisher: RecordingPublisher) -> Flask:
+def app(publisher: RecordingPublisher, oidc_issuer: TestIssuer) -> Flask:
     return create_app(
-        {"ASYNC_MODE": "threading", "RATE_LIMIT_BURST": 3, "RATE_LIMIT_PER_SECOND": 0.5, "HISTORY_SIZE": 20},
+        {
+            "ASYNC_MODE": "threading",
+            "RATE_LIMIT_BURST": 3,
+            "RATE_LIMIT_PER_SECOND": 0.5,
+            "HISTORY_SIZE": 20,
+            **event_auth_settings(oidc_issuer),
+        },
         publisher=publisher,
     )
+
+
+@pytest.fixture
+def processor_token(oidc_issuer: TestIssuer) -> dict[str, str]:
+    """The Authorization header the processor sends /events."""
+    return oidc_issuer.authorization(PROCESSOR, WEB_AUDIENCE)
 
 
 @pytest.fixture
@@ -64,12 +95,14 @@ def connect(app: Flask, client: FlaskClient) -> Callable[[str], SocketIOTestClie
 
 
 @pytest.fixture
-def deliver(client: FlaskClient) -> Callable[[CloudEvent], TestResponse]:
-    """POSTs a CloudEvent to /events in binary mode, as the processor does."""
+def deliver(client: FlaskClient, processor_token: dict[str, str]) -> Callable[..., TestResponse]:
+    """POSTs a CloudEvent to /events in binary mode, as the processor does: with its token,
+    unless `headers` say otherwise (`Authorization` absent from them: no token at all)."""
 
-    def post(event: CloudEvent) -> TestResponse:
+    def post(event: CloudEvent, headers: dict[str, str] | None = None) -> TestResponse:
         message = events.to_http(event)
-        return client.post("/events", data=message.body, headers=dict(message.headers))
+        auth = processor_token if headers is None else headers
+        return client.post("/events", data=message.body, headers={**dict(message.headers), **auth})
 
     return post
 

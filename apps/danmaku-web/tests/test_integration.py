@@ -19,12 +19,17 @@ from kafka import KafkaConsumer
 
 from danmaku_events import events
 from danmaku_events.comment import Comment
+from knit.eventing.identity import audience_of, service_identity
 from knit.kafka.embedded import free_port
 from knit.kafka.settings import CONSUMER_GROUP_SETTINGS
+from knit.testing.identity import TestIssuer
 
 pytestmark = pytest.mark.integration
 
 STARTUP_SECONDS = 20
+# As the local runtime names them for manifests/app.
+PROCESSOR = service_identity("default", "danmaku-processor")
+WEB_AUDIENCE = audience_of("Service", "default", "danmaku-web")
 WAIT_SECONDS = 10
 
 
@@ -41,10 +46,17 @@ def _wait_until_ready(base: str, process: subprocess.Popen[bytes], log: Path) ->
 
 
 @pytest.fixture(scope="module")
-def web(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL of danmaku-web served by gunicorn with the shipped config."""
+def issuer(tmp_path_factory: pytest.TempPathFactory) -> TestIssuer:
+    return TestIssuer(tmp_path_factory.mktemp("oidc"))
+
+
+@pytest.fixture(scope="module")
+def web(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, issuer: TestIssuer) -> Iterator[str]:
+    """Base URL of danmaku-web served by gunicorn with the shipped config, verifying senders
+    with `issuer`'s keys as on knit, the processor allowed to send."""
     port = free_port()
     env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    env |= {**issuer.env(WEB_AUDIENCE), "DANMAKU_WEB_EVENT_SENDERS": PROCESSOR}
     log = tmp_path_factory.mktemp("danmaku-web") / "gunicorn.log"
     command = [sys.executable, "-m", "gunicorn", "--config", "python:danmaku_web.gunicorn_conf", "danmaku_web.wsgi:app"]
     with open(log, "wb") as output:
@@ -115,10 +127,20 @@ def _room() -> str:
     return f"room-{uuid.uuid4().hex[:8]}"
 
 
-def _deliver(web: str, event: CloudEvent) -> None:
+def _post_event(web: str, event: CloudEvent, headers: dict[str, str]) -> requests.Response:
     message = events.to_http(event)
-    response = requests.post(f"{web}/events", data=message.body, headers=dict(message.headers), timeout=5)
-    assert response.status_code == 200, response.text
+    return requests.post(f"{web}/events", data=message.body, headers={**message.headers, **headers}, timeout=5)
+
+
+@pytest.fixture
+def deliver(web: str, issuer: TestIssuer) -> Callable[[CloudEvent], None]:
+    """POSTs an event to /events as the processor does, with its token; expects 200."""
+
+    def post(event: CloudEvent) -> None:
+        response = _post_event(web, event, issuer.authorization(PROCESSOR, WEB_AUDIENCE))
+        assert response.status_code == 200, response.text
+
+    return post
 
 
 def test_a_comment_posted_over_http_lands_in_kafka_as_a_binary_cloudevent_keyed_by_room(web, kafka_bootstrap):
@@ -139,21 +161,21 @@ def test_a_comment_posted_over_http_lands_in_kafka_as_a_binary_cloudevent_keyed_
     assert b'"text": "hello from http"' in record.value
 
 
-def test_a_published_comment_reaches_browsers_in_its_room_and_no_others(web, browsers):
+def test_a_published_comment_reaches_browsers_in_its_room_and_no_others(deliver, browsers):
     # given one browser in each of two rooms
     room_a, room_b = _room(), _room()
     in_a, in_b = browsers(room_a), browsers(room_b)
     for_a = Comment(id=uuid.uuid4().hex, room=room_a, text="for a", ts=1_767_000_000_000)
     for_b = Comment(id=uuid.uuid4().hex, room=room_b, text="for b", ts=1_767_000_000_001)
     # when the processor publishes a comment in each room, a's first
-    _deliver(web, events.published(for_a))
-    _deliver(web, events.published(for_b))
+    deliver(events.published(for_a))
+    deliver(events.published(for_b))
     # then b's first event is its own: a's would have come before it
     assert in_a.next_event() == ("danmaku", for_a.to_dict())
     assert in_b.next_event() == ("danmaku", for_b.to_dict())
 
 
-def test_a_rejection_reaches_only_the_browser_that_sent_the_comment(web, browsers, kafka_bootstrap):
+def test_a_rejection_reaches_only_the_browser_that_sent_the_comment(deliver, browsers, kafka_bootstrap):
     # given two browsers in one room, one of which sent a comment
     room = _room()
     sender, neighbour = browsers(room), browsers(room)
@@ -161,12 +183,52 @@ def test_a_rejection_reaches_only_the_browser_that_sent_the_comment(web, browser
     assert ack["ok"], ack
     sender_id = dict(_submitted_record(kafka_bootstrap, ack["id"]).headers)["ce_danmakusender"].decode()
     # when the processor rejects it, then publishes another comment in the room
-    _deliver(web, events.rejected(ack["id"], room, "blocked_word", "contains a blocked word", sender_id))
+    deliver(events.rejected(ack["id"], room, "blocked_word", "contains a blocked word", sender_id))
     later = Comment(id=uuid.uuid4().hex, room=room, text="welcome", ts=1_767_000_000_002)
-    _deliver(web, events.published(later))
+    deliver(events.published(later))
     # then
     assert sender.next_event() == (
         "rejected",
         {"id": ack["id"], "code": "blocked_word", "message": "contains a blocked word"},
     )
     assert neighbour.next_event() == ("danmaku", later.to_dict())
+
+
+def test_a_forged_comment_without_a_token_is_refused_shown_to_nobody_and_not_kept(web, browsers, deliver):
+    # given a browser in a room
+    room = _room()
+    browser = browsers(room)
+    forged = Comment(id=uuid.uuid4().hex, room=room, text="forged", ts=1_767_000_000_003)
+    # when anyone POSTs a published event with no token
+    response = _post_event(web, events.published(forged), {})
+    # then it is refused, and the next thing the browser sees is a genuine comment
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "missing_token"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert requests.get(f"{web}/api/rooms/{room}/history", timeout=5).json() == {"items": []}
+    genuine = Comment(id=uuid.uuid4().hex, room=room, text="genuine", ts=1_767_000_000_004)
+    deliver(events.published(genuine))
+    assert browser.next_event() == ("danmaku", genuine.to_dict())
+
+
+def test_a_token_of_another_sender_is_refused_with_403(web, issuer):
+    room = _room()
+    forged = Comment(id=uuid.uuid4().hex, room=room, text="forged", ts=1_767_000_000_005)
+    token = issuer.authorization("system:serviceaccount:default:danmaku-web", WEB_AUDIENCE)
+    response = _post_event(web, events.published(forged), token)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "sender_not_allowed"
+    assert requests.get(f"{web}/api/rooms/{room}/history", timeout=5).json() == {"items": []}
+
+
+def test_a_rejection_addressed_to_a_room_reaches_nobody_in_it(browsers, deliver):
+    # given two browsers in a room
+    room = _room()
+    first, second = browsers(room), browsers(room)
+    # when a rejection names the room as its sender, even with the processor's token
+    deliver(events.rejected(uuid.uuid4().hex, room, "blocked_word", "you all are rejected", room))
+    later = Comment(id=uuid.uuid4().hex, room=room, text="after", ts=1_767_000_000_006)
+    deliver(events.published(later))
+    # then neither got it: the first thing each sees is the comment published after it
+    assert first.next_event() == ("danmaku", later.to_dict())
+    assert second.next_event() == ("danmaku", later.to_dict())

@@ -97,16 +97,16 @@ def test_a_rejection_of_a_comment_posted_over_http_is_acknowledged_and_shown_to_
         ),
     ],
 )
-def test_a_malformed_event_is_refused_with_400_saying_why(client, headers, body, reason):
-    response = client.post("/events", data=body, headers=headers)
+def test_a_malformed_event_is_refused_with_400_saying_why(client, processor_token, headers, body, reason):
+    response = client.post("/events", data=body, headers={**headers, **processor_token})
     assert response.status_code == 400
     assert response.json["error"]["code"] == "invalid_event"
     assert reason in response.json["error"]["message"]
 
 
-def test_an_event_of_an_unknown_type_is_refused_with_400_naming_the_type(client):
+def test_an_event_of_an_unknown_type_is_refused_with_400_naming_the_type(client, processor_token):
     headers = {"ce-specversion": "1.0", "ce-id": "1", "ce-type": "dev.danmaku.comment.liked", "ce-source": "/x"}
-    response = client.post("/events", data=b"", headers=headers)
+    response = client.post("/events", data=b"", headers={**headers, **processor_token})
     assert response.status_code == 400
     assert response.json["error"]["code"] == "unknown_event_type"
     assert "'dev.danmaku.comment.liked'" in response.json["error"]["message"]

@@ -17,10 +17,12 @@ import yaml
 
 from knit.autoscaling.cli import add_parser as add_autoscaler_parser
 from knit.client import ControlError, call, control_url
+from knit.gateway import limits as gateway_limits
 from knit.kafka.embedded import EmbeddedBroker
 from knit.kafka.settings import BOOTSTRAP_ENV, KafkaUnavailable, wait_until_reachable
 from knit.resources.loading import InvalidManifests, Manifests, load_manifests
 from knit.runtimes.local.control import DEFAULT_PORT, serve_control
+from knit.runtimes.local.control_token import TOKEN_ENV, token_file
 from knit.runtimes.local.processes import LogSink, ProcessFailed
 from knit.runtimes.local.runtime import LocalRuntime, Options
 from knit.serving.render import render_service
@@ -84,7 +86,8 @@ def _print_banner(runtime: LocalRuntime, control_port: int, kafka_note: str) -> 
         where = status["url"] + "/" if status["url"] else f"cluster-local {status['address']}"
         print(f"  {status['name']:<22} {where}  ({state})")
     print(f"  {'gateway':<22} http://127.0.0.1:{runtime.port} (routes by Host: <service>.<namespace>.localhost)")
-    print(f"  {'control API':<22} http://127.0.0.1:{control_port} (knit service list, knit apply -f …, /metrics)")
+    print(f"  {'control API':<22} http://127.0.0.1:{control_port} (knit service list, knit apply -f …, /metrics; "
+          f"token in {token_file(control_port)})")  # fmt: skip
     print(f"  {'kafka':<22} {kafka_note}")
     urls = runtime.public_urls()
     if urls:
@@ -111,9 +114,12 @@ def dev(args: argparse.Namespace) -> int:
     except (KafkaUnavailable, ValueError) as error:
         return _fail(str(error))
 
-    options = Options(port=args.port, ready_timeout=args.ready_timeout, activation_timeout=args.activation_timeout)
+    options = Options(
+        port=args.port, ready_timeout=args.ready_timeout, activation_timeout=args.activation_timeout,
+        gateway_limits=gateway_limits.from_arguments(args),
+    )  # fmt: skip
     try:
-        runtime = LocalRuntime(bootstrap, LogSink(), options)
+        runtime = LocalRuntime(bootstrap, LogSink(), options, state_dir=STATE_DIR)
         return asyncio.run(_serve(manifests, runtime, args.control_port, kafka_note))
     except (ProcessFailed, ValueError) as error:
         return _fail(str(error))
@@ -174,6 +180,8 @@ def _print_service(status: dict[str, Any]) -> None:
     print(f"Namespace:   {status['namespace']}")
     print(f"URL:         {status['url'] or '(none: cluster-local)'}")
     print(f"Address:     {status['address']}")
+    if status.get("audience"):
+        print(f"Audience:    {status['audience']}")
     print(f"Generation:  {status['generation']}")
     print("\nRevisions:")
     for revision in status["revisions"]:
@@ -285,7 +293,9 @@ def render(args: argparse.Namespace) -> int:
 
 def _add_control(parser: argparse.ArgumentParser) -> None:
     default = f"$KNIT_CONTROL_URL or http://127.0.0.1:{DEFAULT_PORT}"
-    parser.add_argument("--control", help=f"the control API of knit dev (default: {default})")
+    parser.add_argument("--control", help=f"the control API of knit dev (default: {default}); its token is read "
+                        f"from the file knit dev wrote, {token_file(DEFAULT_PORT).parent}/<port>.json, "
+                        f"or ${TOKEN_ENV}")  # fmt: skip
 
 
 def _add_files(parser: argparse.ArgumentParser) -> None:
@@ -314,6 +324,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--ready-timeout", type=float, default=60.0, help="seconds an instance has to become ready")
     run.add_argument("--activation-timeout", type=float, default=60.0,
                      help="seconds a request waits for an instance of its Revision before a 503")  # fmt: skip
+    gateway_limits.add_arguments(run)
     run.set_defaults(handler=dev)
 
     apply_ = commands.add_parser("apply", help="apply manifests to a running knit dev")

@@ -1,4 +1,5 @@
-"""Talking to a running `knit dev` over its control API (JSON on 127.0.0.1)."""
+"""Talking to a running `knit dev` over its control API (JSON on 127.0.0.1), with the token
+`knit dev` left in the user's token file (or KNIT_CONTROL_TOKEN)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import urllib.request
 from typing import Any
 
 from knit.runtimes.local.control import CONTROL_URL_ENV, DEFAULT_PORT
+from knit.runtimes.local.control_token import token_for
 
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 
@@ -27,16 +29,19 @@ def control_url(given: str | None) -> str:
 
 def call(base: str, method: str, path: str, body: Any = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        base + path, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json"}
+    token = token_for(base)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as error:
         try:
-            problems = json.loads(error.read()).get("problems") or [str(error)]
-        except ValueError:
+            answer = json.loads(error.read())
+            problems = answer.get("problems") or [answer["error"]["message"]]
+        except (ValueError, KeyError, TypeError, AttributeError):
             problems = [f"{base}{path} answered {error.code}"]
         raise ControlError(problems) from None
     except (urllib.error.URLError, OSError) as error:

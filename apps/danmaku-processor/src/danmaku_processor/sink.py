@@ -1,4 +1,5 @@
-"""Delivery of result events to K_SINK, as HTTP binary-mode CloudEvents."""
+"""Delivery of result events to K_SINK, as HTTP binary-mode CloudEvents, each with the
+processor's token for K_SINK's audience when the platform gave it one."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import requests
 from cloudevents.core.v1.event import CloudEvent
 
 from danmaku_events import events
+from danmaku_events.auth import TokenFile
 
 
 class SinkError(Exception):
@@ -15,17 +17,24 @@ class SinkError(Exception):
 class Sink:
     """One pooled session per process: its 10 connections cover gunicorn's 8 threads."""
 
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, token: TokenFile | None = None) -> None:
         self.url = url
         self.timeout = timeout
+        self.token = token
         self._session = requests.Session()
 
     def send(self, event: CloudEvent) -> None:
         message = events.to_http(event)
+        headers = dict(message.headers)
+        if self.token is not None:
+            try:  # read on every send: the platform replaces the file before the token expires
+                headers |= self.token.authorization()
+            except (OSError, ValueError) as error:
+                raise SinkError(f"no token to send {event.get_id()!r} to {self.url} with: {error}") from error
         try:
             response = self._session.post(
                 self.url,
-                headers=message.headers,
+                headers=headers,
                 data=message.body,
                 timeout=self.timeout,
                 allow_redirects=False,  # a redirected POST would arrive as a GET, losing the event

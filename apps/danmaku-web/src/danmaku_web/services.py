@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from flask import current_app
 from flask_socketio import SocketIO
 
+from danmaku_events.auth import Verifier
 from danmaku_web.dedup import RecentIds
 from danmaku_web.history import History
 from danmaku_web.publisher import Publisher
@@ -22,6 +23,7 @@ class Services:
     rate_limiter: RateLimiter
     recent_ids: RecentIds
     socketio: SocketIO
+    event_senders: Verifier | None = None  # None: not configured, /events accepts nothing
 
 
 def services() -> Services:

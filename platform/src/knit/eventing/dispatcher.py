@@ -38,7 +38,7 @@ from knit.eventing import adapter, conversion
 from knit.eventing.delivery import DeliveryPolicy
 from knit.eventing.filters import compile_trigger_filter
 from knit.eventing.offsets import PartitionOffsets
-from knit.eventing.sender import Outcome, Sender, error_extensions
+from knit.eventing.sender import Outcome, Sender, error_extensions, token_file
 from knit.kafka.settings import CONSUMER_GROUP_SETTINGS, KafkaUnavailable, wait_until_reachable
 
 CONFIG_ENV = "KNIT_KAFKASOURCE"
@@ -67,6 +67,12 @@ class DispatcherConfig:
     filter_attributes: dict[str, str] | None = None
     filters: list[dict[str, Any]] | None = None
     reply: str | None = None
+    # Sender identity: who this dispatcher sends as, and the files holding its token for
+    # each destination that has an audience (None: send no token).
+    identity: str | None = None
+    sink_token_file: str | None = None
+    dead_letter_sink_token_file: str | None = None
+    reply_token_file: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -145,6 +151,9 @@ class KafkaSourceDispatcher:
             else None
         )
         self._sender: Sender | None = None
+        self._sink_token = token_file(config.sink_token_file)
+        self._dead_letter_token = token_file(config.dead_letter_sink_token_file)
+        self._reply_token = token_file(config.reply_token_file)
         self._just_assigned: list[TopicPartition] | None = None
         self._lanes: dict[TopicPartition, _Lane] = {}
         self._kafka_thread = ThreadPoolExecutor(1, thread_name_prefix="kafka")
@@ -428,14 +437,16 @@ class KafkaSourceDispatcher:
         if self._matches is not None and not self._matches(request.attributes):
             self.events.labels("filtered").inc()
             return
-        outcome = await self._sender.deliver(self.config.sink, request.headers, request.body, record.where)
+        outcome = await self._sender.deliver(
+            self.config.sink, request.headers, request.body, record.where, self._sink_token
+        )
         if outcome.ok:
             reply = outcome.reply() if self.config.reply else None
             if reply is None:
                 self.events.labels("delivered").inc()
                 return
             assert self.config.reply is not None
-            outcome = await self._sender.deliver(self.config.reply, *reply, f"{record.where} reply")
+            outcome = await self._sender.deliver(self.config.reply, *reply, f"{record.where} reply", self._reply_token)
             if outcome.ok:
                 self.events.labels("delivered").inc()
                 return
@@ -447,7 +458,8 @@ class KafkaSourceDispatcher:
         if self.config.dead_letter_sink:
             letter = conversion.with_extensions(request, error_extensions(outcome))
             sink = self.config.dead_letter_sink
-            dlq = await self._sender.deliver(sink, letter.headers, letter.body, f"{where} to the dead-letter sink")
+            what = f"{where} to the dead-letter sink"
+            dlq = await self._sender.deliver(sink, letter.headers, letter.body, what, self._dead_letter_token)
             if dlq.ok:
                 log.warning("dead-lettered %s (event %s): %s", where, request.id, reason)
                 self.events.labels("dead_lettered").inc()
@@ -466,8 +478,8 @@ async def run(config: DispatcherConfig, port: int) -> None:
         metrics=lambda: generate_latest(dispatcher.registry),
     )
     topics = ",".join(config.topics)
-    log.info("%s %s/%s: %s (group %s) -> %s", config.kind, config.namespace, config.name, topics,
-             config.consumer_group, config.sink)  # fmt: skip
+    log.info("%s %s/%s: %s (group %s) -> %s%s", config.kind, config.namespace, config.name, topics,
+             config.consumer_group, config.sink, f" as {config.identity}" if config.identity else "")  # fmt: skip
     try:
         await dispatcher.run(stopping)
     finally:

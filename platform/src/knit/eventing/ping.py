@@ -26,7 +26,7 @@ from croniter import croniter
 from knit.durations import parse_duration
 from knit.eventing import adapter, conversion
 from knit.eventing.delivery import DeliveryPolicy
-from knit.eventing.sender import Sender
+from knit.eventing.sender import Sender, token_file
 
 CONFIG_ENV = "KNIT_PINGSOURCE"
 PING_EVENT_TYPE = "dev.knative.sources.ping"
@@ -45,6 +45,8 @@ class PingConfig:
     data_base64: str | None = None
     ce_extensions: dict[str, str] = field(default_factory=dict)
     delivery: DeliveryPolicy = field(default_factory=lambda: DeliveryPolicy(retry=5, backoff_delay=0.2))
+    identity: str | None = None  # who it sends as
+    sink_token_file: str | None = None  # its token for the sink's audience, if the sink has one
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -86,6 +88,7 @@ def ping_event(config: PingConfig, at: datetime) -> CloudEvent:
 async def run(config: PingConfig, stopping: asyncio.Event) -> None:
     async with aiohttp.ClientSession() as session:
         sender = Sender(session, config.delivery)
+        token = token_file(config.sink_token_file)
         tick = next_tick(config, datetime.now(UTC))
         while not stopping.is_set():
             try:
@@ -94,7 +97,8 @@ async def run(config: PingConfig, stopping: asyncio.Event) -> None:
             except TimeoutError:
                 pass
             message = conversion.from_event(ping_event(config, tick))
-            outcome = await sender.deliver(config.sink, message.headers, message.body, f"ping at {tick.isoformat()}")
+            what = f"ping at {tick.isoformat()}"
+            outcome = await sender.deliver(config.sink, message.headers, message.body, what, token)
             if not outcome.ok:
                 log.error("the ping of %s was not delivered: %s", tick.isoformat(), outcome.reason)
             tick = next_tick(config, tick)

@@ -1,13 +1,17 @@
 """Sending CloudEvents over HTTP with Knative's delivery rules: retries with backoff on
-the answers worth retrying, and the dead-letter form of an event that was given up on."""
+the answers worth retrying, and the dead-letter form of an event that was given up on.
+A delivery to a sink with an audience carries `Authorization: Bearer <token>`, the token
+read from the file the platform keeps fresh (see knit.eventing.identity)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 
@@ -60,12 +64,46 @@ def error_extensions(outcome: Outcome) -> dict[str, str]:
     return extensions
 
 
+class TokenFile:
+    """A sender's token for one audience, in a file the platform replaces before the token
+    expires (a projected ServiceAccount token on Kubernetes): read again whenever the file
+    changed, so each send presents the current token for the price of a stat()."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._version: tuple[int, int, int] | None = None
+        self._token = ""
+
+    def read(self) -> str:
+        """The current token; OSError or ValueError when the file is missing or empty."""
+        status = os.stat(self.path)
+        version = (status.st_ino, status.st_mtime_ns, status.st_size)
+        if version != self._version:
+            token = Path(self.path).read_text().strip()
+            if not token:
+                raise ValueError(f"the token file {self.path} is empty")
+            self._token, self._version = token, version
+        return self._token
+
+    def authorization(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.read()}"}
+
+
+def token_file(path: str | None) -> TokenFile | None:
+    return TokenFile(path) if path else None
+
+
 class Sender:
     def __init__(self, session: aiohttp.ClientSession, policy: DeliveryPolicy) -> None:
         self.session = session
         self.policy = policy
 
-    async def post(self, url: str, headers: Mapping[str, str], body: bytes) -> Outcome:
+    async def post(self, url: str, headers: Mapping[str, str], body: bytes, token: TokenFile | None = None) -> Outcome:
+        if token is not None:
+            try:
+                headers = {**headers, **token.authorization()}
+            except (OSError, ValueError) as error:  # retried: the platform may be writing it
+                return Outcome(url, None, reason=f"no token for {url} ({error})")
         try:
             async with self.session.post(
                 url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=self.policy.timeout)
@@ -77,11 +115,14 @@ class Sender:
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             return Outcome(url, None, reason=f"{url} unreachable ({type(error).__name__}: {error})")
 
-    async def deliver(self, url: str, headers: Mapping[str, str], body: bytes, what: str) -> Outcome:
-        """POST until it succeeds, the answer is not worth retrying, or the retries run out."""
+    async def deliver(
+        self, url: str, headers: Mapping[str, str], body: bytes, what: str, token: TokenFile | None = None
+    ) -> Outcome:
+        """POST until it succeeds, the answer is not worth retrying, or the retries run out;
+        with `token`, each attempt presents the token current at that moment."""
         retries = 0
         while True:
-            outcome = await self.post(url, headers, body)
+            outcome = await self.post(url, headers, body, token)
             if outcome.ok or not (is_retryable(outcome.status) and self.policy.may_retry(retries)):
                 return Outcome(outcome.url, outcome.status, outcome.body, outcome.headers, outcome.reason, retries)
             retries += 1

@@ -1,9 +1,14 @@
 """The gateway's HTTP side: an aiohttp server in front, an aiohttp client pool behind.
 
-HTTP/1.1 with keep-alive both ways, bodies streamed in both directions, WebSockets relayed
-frame by frame, hop-by-hop headers dropped and `X-Forwarded-For/-Proto/-Host` added. The
-public listener routes by Host; each Service's cluster-local listener goes to that
-Service's route whatever the Host (the local stand-in for `<svc>.<ns>.svc.cluster.local`).
+HTTP/1.1 with keep-alive both ways, WebSockets relayed message by message, hop-by-hop
+headers dropped, `X-Forwarded-For` appended to and `X-Forwarded-Proto/-Host` set (never
+taken from the client). The public listener routes by Host; each Service's cluster-local
+listener goes to that Service's route whatever the Host (the local stand-in for
+`<svc>.<ns>.svc.cluster.local`).
+
+Request bodies are read whole, within `GatewayLimits` (size and time), before the request
+takes an instance's slot, as nginx's `proxy_request_buffering` does: an instance (a few
+gunicorn threads) never waits on a slow client. Responses stream as they come.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from knit.gateway.activator import Endpoint, RevisionBackend, Unavailable
+from knit.gateway.limits import GatewayLimits
+from knit.gateway.listener import GuardedServer, error_response
 from knit.gateway.routing import RouteEntry, RouteTable
 from knit.observability import GatewayMetrics
 
@@ -31,10 +38,10 @@ _WEBSOCKET_HANDSHAKE = frozenset(
     ("sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-accept",
      "sec-websocket-protocol")
 )  # fmt: skip
-
-
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+# What only the gateway may say about a request: a client's own values are dropped, so an app
+# that trusts one proxy hop (werkzeug's ProxyFix) cannot be told another scheme or host.
+_SET_BY_GATEWAY = frozenset(("x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "x-forwarded-prefix",
+                             "forwarded"))  # fmt: skip
 
 
 def _dropped(headers: CIMultiDict[str] | aiohttp.typedefs.LooseHeaders) -> set[str]:
@@ -52,12 +59,14 @@ class Gateway:
         metrics: GatewayMetrics,
         activation_timeout: Callable[[str], float],
         request_timeout: Callable[[str], float],
+        limits: GatewayLimits | None = None,
     ) -> None:
         self.routes = routes
         self.backends = backends
         self.metrics = metrics
         self.activation_timeout = activation_timeout  # per revision, seconds to wait for an instance
         self.request_timeout = request_timeout  # per revision: its timeoutSeconds
+        self.limits = limits or GatewayLimits()  # what one client can make the gateway hold
         self._session: aiohttp.ClientSession | None = None
         self._runners: list[web.ServerRunner] = []
 
@@ -79,7 +88,7 @@ class Gateway:
         async def handler(request: web.BaseRequest) -> web.StreamResponse:
             return await self.handle(request, route(request))
 
-        runner = web.ServerRunner(web.Server(handler), access_log=None, handle_signals=False)
+        runner = web.ServerRunner(GuardedServer(handler, self.limits), handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, host, port, backlog=1024)
         await site.start()
@@ -110,47 +119,101 @@ class Gateway:
                 503, "no_ready_revision", f"Service {route.namespace}/{route.service} has no ready revision yet{why}"
             )
         started = time.perf_counter()
+        websocket = request.headers.get(hdrs.UPGRADE, "").lower() == "websocket"
+        body = b"" if websocket else await self._read_body(request)
+        if isinstance(body, web.Response):  # too large, too slow, or the client left
+            self.metrics.observe(route.service, backend.revision, body.status, time.perf_counter() - started)
+            return body
         status = 503
         try:
             endpoint = await backend.acquire(self.activation_timeout(backend.revision))
         except Unavailable as error:
             self.metrics.observe(route.service, backend.revision, status, time.perf_counter() - started)
             return error_response(503, "revision_unavailable", str(error))
+        done = False
+
+        def finish(answered: int) -> None:
+            """The instance is done with the request: free its slot and count it, once. Called
+            before the response's last byte, so whoever reads the answer also sees the count."""
+            nonlocal done
+            if not done:
+                done = True
+                backend.release(endpoint)
+                self.metrics.observe(route.service, backend.revision, answered, time.perf_counter() - started)
+
         try:
-            if request.headers.get(hdrs.UPGRADE, "").lower() == "websocket":
+            if websocket:
                 response = await self._relay_websocket(request, endpoint)
             else:
-                response = await self._forward(request, endpoint, self.request_timeout(backend.revision))
+                timeout = self.request_timeout(backend.revision)
+                response = await self._forward(request, endpoint, body, timeout, finish)
             status = response.status
             return response
         finally:
-            backend.release(endpoint)
-            self.metrics.observe(route.service, backend.revision, status, time.perf_counter() - started)
+            finish(status)
+
+    async def _read_body(self, request: web.BaseRequest) -> bytes | web.Response:
+        """The whole request body, or the error to answer when it is too large or too slow.
+        Nothing has been sent upstream yet, so a refusal forwards nothing."""
+        if not request.body_exists:
+            return b""
+        limit = self.limits.max_request_body
+        too_large = error_response(
+            413, "request_body_too_large",
+            f"the request body is larger than the gateway's limit of {limit} bytes (knit dev --max-request-body)",
+        )  # fmt: skip
+        too_large.force_close()  # the rest of the body is not read
+        if request.content_length is not None and request.content_length > limit:
+            return too_large
+        if request.version >= (1, 1) and request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # the low-level server leaves it to us
+        chunks, size = [], 0
+        timeout = self.limits.request_body_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                while chunk := await request.content.readany():
+                    size += len(chunk)
+                    if size > limit:
+                        return too_large
+                    chunks.append(chunk)
+        except TimeoutError:
+            slow = error_response(
+                408, "request_body_timeout",
+                f"the request body did not arrive within {timeout:g}s (knit dev --request-body-timeout); "
+                f"{size} bytes came",
+            )  # fmt: skip
+            slow.force_close()
+            return slow
+        except (ConnectionError, aiohttp.ClientPayloadError, web.RequestPayloadError):
+            return web.Response(status=499)  # the client went away or sent a broken body: nobody to answer
+        return b"".join(chunks)
 
     def _upstream_headers(self, request: web.BaseRequest, drop: set[str]) -> CIMultiDict[str]:
+        drop = drop | _SET_BY_GATEWAY
         headers: CIMultiDict[str] = CIMultiDict(
             (name, value) for name, value in request.headers.items() if name.lower() not in drop
         )
         peer = request.transport.get_extra_info("peername") if request.transport else None
         client = peer[0] if peer else ""
+        # Appended to, as every proxy does: an app trusting one hop reads the last entry, the real peer.
         prior = request.headers.get("X-Forwarded-For")
         headers["X-Forwarded-For"] = f"{prior}, {client}" if prior else client
-        headers["X-Forwarded-Proto"] = request.headers.get("X-Forwarded-Proto", request.scheme)
-        headers["X-Forwarded-Host"] = request.headers.get("X-Forwarded-Host", request.host)
+        headers["X-Forwarded-Proto"] = request.scheme
+        headers["X-Forwarded-Host"] = request.host
         return headers
 
-    async def _forward(self, request: web.BaseRequest, endpoint: Endpoint, timeout: float) -> web.StreamResponse:
+    async def _forward(
+        self, request: web.BaseRequest, endpoint: Endpoint, body: bytes, timeout: float, finish: Callable[[int], None]
+    ) -> web.StreamResponse:
         assert self._session is not None
-        drop = _dropped(request.headers) | {"expect"}
-        if request.version >= (1, 1) and request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
-            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # the low-level server leaves it to us
+        drop = _dropped(request.headers) | {"expect", "content-length"}  # the body is whole: its length is known
         url = URL(f"http://{endpoint.host}:{endpoint.port}{request.raw_path}", encoded=True)
         try:
             async with self._session.request(
                 request.method,
                 url,
                 headers=self._upstream_headers(request, drop),
-                data=request.content if request.body_exists else None,
+                data=body if request.body_exists else None,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=5),
             ) as upstream:
@@ -161,7 +224,10 @@ class Gateway:
                         response.headers.add(name, value)
                 await response.prepare(request)
                 async for chunk in upstream.content.iter_any():
+                    if upstream.content.at_eof():  # the last chunk: count before the client can have it all
+                        finish(upstream.status)
                     await response.write(chunk)
+                finish(upstream.status)
                 await response.write_eof()
                 return response
         except TimeoutError:
@@ -180,15 +246,17 @@ class Gateway:
         url = URL(f"http://{endpoint.host}:{endpoint.port}{request.raw_path}", encoded=True)
         try:
             upstream = await self._session.ws_connect(
-                url, headers=headers, protocols=protocols, autoping=False, max_msg_size=0, compress=0
-            )
+                url, headers=headers, protocols=protocols, autoping=False, compress=0,
+                max_msg_size=self.limits.max_websocket_message,  # a larger one closes the session with 1009
+            )  # fmt: skip
         except aiohttp.WSServerHandshakeError as error:
             return error_response(error.status or 502, "upgrade_refused", f"{endpoint.name} refused the upgrade")
         except aiohttp.ClientError as error:
             return error_response(502, "upstream_failed", f"{endpoint.name} failed: {type(error).__name__}: {error}")
         client = web.WebSocketResponse(
-            protocols=[upstream.protocol] if upstream.protocol else (), autoping=False, max_msg_size=0, compress=False
-        )
+            protocols=[upstream.protocol] if upstream.protocol else (), autoping=False, compress=False,
+            max_msg_size=self.limits.max_websocket_message,
+        )  # fmt: skip
         await client.prepare(request)
         pumps = [asyncio.create_task(_pump(client, upstream)), asyncio.create_task(_pump(upstream, client))]
         try:

@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 Name = Annotated[str, Field(pattern=DNS_LABEL, max_length=63)]
+SubdomainName = Annotated[str, Field(pattern=DNS_SUBDOMAIN, max_length=253)]
 NonEmpty = Annotated[str, Field(min_length=1)]
 
 
@@ -123,6 +125,9 @@ class RevisionSpec(Spec):
     containers: list[Container] = Field(min_length=1, max_length=1)
     container_concurrency: int = Field(0, ge=0, le=1000)
     timeout_seconds: int = Field(300, ge=1)
+    # The identity its instances send events as (see knit.eventing.identity); Kubernetes'
+    # field, whose default is the namespace's ServiceAccount `default`.
+    service_account_name: SubdomainName | None = None
 
     @property
     def container(self) -> Container:
@@ -171,10 +176,13 @@ class KReference(Spec):
 
 class Destination(Spec):
     """Where events go: a reference to an addressable object, a URI, or both (then the
-    URI is a path relative to the object's address), as in Knative's duck/v1 Destination."""
+    URI is a path relative to the object's address), as in Knative's duck/v1 Destination.
+    `audience` is the audience of the tokens sent there; a referenced object announces
+    its own, so it is needed only for a bare URI whose receiver checks tokens."""
 
     ref: KReference | None = None
     uri: str | None = None
+    audience: NonEmpty | None = None
 
     @model_validator(mode="after")
     def _ref_or_uri(self) -> Destination:

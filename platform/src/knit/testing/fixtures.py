@@ -1,5 +1,5 @@
-"""pytest fixtures for code that runs on knit: a real Kafka broker for the test session
-and a real HTTP server that records the CloudEvents sent to it.
+"""pytest fixtures for code that runs on knit: a real Kafka broker for the test session,
+a real HTTP server that records the CloudEvents sent to it, and a token issuer.
 
 Enable with `pytest_plugins = ["knit.testing.fixtures"]` in a conftest.py. The broker is
 the embedded one unless KAFKA_BOOTSTRAP_SERVERS names a cluster (e.g. a real Apache Kafka).
@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from knit.kafka.embedded import EmbeddedBroker
 from knit.kafka.settings import BOOTSTRAP_ENV, wait_until_reachable
 from knit.testing.harness import EventSink
+from knit.testing.identity import TestIssuer
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +41,9 @@ def event_sink() -> Iterator[EventSink]:
     sink = EventSink()
     yield sink
     sink.close()
+
+
+@pytest.fixture
+def oidc_issuer(tmp_path: Path) -> TestIssuer:
+    """A token issuer with its JWKS in a file, as the local runtime has it."""
+    return TestIssuer(tmp_path / "oidc")

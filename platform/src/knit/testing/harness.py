@@ -5,19 +5,18 @@ as `knit dev` (KnitDev)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from knit.client import call as control_call
 from knit.resources import load_manifests
 from knit.runtimes.local.processes import LogSink
 from knit.runtimes.local.runtime import LocalRuntime, Options
@@ -192,11 +191,15 @@ class KnitDev:
             raise AssertionError(f"knit dev printed no URL within {timeout}s; see {self.log_path}")
         return self.url
 
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        """The control API's JSON answer, asked as the knit commands ask: with the token
+        `knit dev` wrote to the user's token file. Raises knit.client.ControlError."""
+        assert self.control is not None, "knit dev is not ready"
+        return control_call(self.control, method, path, body)
+
     def describe(self, service: str, namespace: str = "default") -> dict[str, Any]:
         """The Service as `knit service describe` sees it, from the control API."""
-        assert self.control is not None, "knit dev is not ready"
-        with urllib.request.urlopen(f"{self.control}/services/{namespace}/{service}", timeout=10) as response:
-            return json.loads(response.read())
+        return self.call("GET", f"/services/{namespace}/{service}")
 
     def address(self, service: str) -> str:
         """The Service's cluster-local address (through the gateway); Python clients can use

@@ -20,12 +20,11 @@ from knit.gateway.activator import Endpoint, RevisionBackend
 from knit.kafka.embedded import free_port
 from knit.runtimes.local.forking import ForkedProcess, ForkServer
 from knit.runtimes.local.plan import HOST, ProcessPlan
-from knit.runtimes.local.processes import LogSink, Process, ProcessFailed
+from knit.runtimes.local.processes import LogSink, Process, ProcessFailed, restart_delay
 from knit.runtimes.local.readiness import NotReady, wait_until_ready
 from knit.serving.revisions import Revision
 from knit.serving.state import RevisionHealth
 
-MAX_BACKOFF = 30.0
 PlanFor = Callable[[str, int], ProcessPlan]  # (instance name, port) -> how to run it
 
 
@@ -102,7 +101,7 @@ class RevisionRunner:
             for instance in sorted(active, key=_retire_first)[:surplus]:
                 self._retire(instance)
         elif surplus < 0 and self._restart is None:
-            delay = 0.0 if self.failures_in_a_row == 0 else min(MAX_BACKOFF, 0.5 * 2 ** (self.failures_in_a_row - 1))
+            delay = restart_delay(self.failures_in_a_row)
             if delay:
                 self._restart = asyncio.get_running_loop().call_later(delay, self._restart_due)
             else:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 _COLORS = (36, 33, 35, 32, 34, 91, 96, 93)
+MAX_RESTART_DELAY = 30.0
 _PR_SET_PDEATHSIG = 1
 # Looked up once here: between fork and exec the child must not load libraries or take locks.
 _prctl = ctypes.CDLL(None).prctl if sys.platform == "linux" else None
@@ -23,6 +24,14 @@ def die_with_parent() -> None:  # pragma: no cover - runs in the child between f
     """Linux: the kernel sends SIGTERM to the child if knit dies without cleaning up."""
     if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def restart_delay(failures_in_a_row: int) -> float:
+    """Seconds to wait before starting again a process that failed: none after a success,
+    then 0.5 s doubling with each failure in a row up to 30 s, as Kubernetes' crash loop."""
+    if failures_in_a_row <= 0:
+        return 0.0
+    return min(MAX_RESTART_DELAY, 0.5 * 2 ** (failures_in_a_row - 1))
 
 
 class LogSink:

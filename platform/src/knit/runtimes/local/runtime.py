@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,9 +26,10 @@ import psutil
 from knit.autoscaling.knobs import AutoscalerConfig, InvalidKnob, parse_annotations, parse_config
 from knit.autoscaling.metrics import ConcurrencyMeter
 from knit.autoscaling.scaler import RevisionScaler
-from knit.eventing import dispatcher, ingress, ping
+from knit.eventing import dispatcher, identity, ingress, ping
 from knit.eventing.ingress import IngressConfig
 from knit.gateway.activator import RevisionBackend
+from knit.gateway.limits import GatewayLimits
 from knit.gateway.proxy import Gateway
 from knit.gateway.routing import RouteTable
 from knit.kafka.admin import ensure_topics
@@ -34,10 +37,14 @@ from knit.kafka.embedded import free_port
 from knit.observability import Metrics
 from knit.resources.loading import Manifests
 from knit.resources.model import Broker, Resource, Service, SinkBinding, TrafficTarget
+from knit.runtimes.local.adapters import Adapter
 from knit.runtimes.local.forking import ForkServer, fork_entry, preloaded_modules
 from knit.runtimes.local.instances import RevisionRunner
+from knit.runtimes.local.oidc import CHECK_INTERVAL, TokenFiles
 from knit.runtimes.local.plan import (
     HOST,
+    IDENTITY_VARIABLES,
+    Oidc,
     ProcessPlan,
     adapter_plan,
     binding_for,
@@ -46,8 +53,7 @@ from knit.runtimes.local.plan import (
     ping_config,
     trigger_config,
 )
-from knit.runtimes.local.processes import LogSink, Process, ProcessFailed
-from knit.runtimes.local.readiness import NotReady, wait_until_ready
+from knit.runtimes.local.processes import LogSink, ProcessFailed
 from knit.serving.revisions import Revision
 from knit.serving.state import Condition, InvalidApply, RevisionHealth, ServingState
 
@@ -57,7 +63,9 @@ DISPATCHER = ("knit.eventing.dispatcher", dispatcher.CONFIG_ENV)
 INGRESS = ("knit.eventing.ingress", ingress.CONFIG_ENV)
 PING = ("knit.eventing.ping", ping.CONFIG_ENV)
 # Set by the platform for each instance; a value left in the user's shell must not leak in.
-_PLATFORM_VARIABLES = ("K_SINK", "K_CE_OVERRIDES", "K_SERVICE", "K_REVISION", "K_CONFIGURATION", "PORT")
+_PLATFORM_VARIABLES = (
+    "K_SINK", "K_CE_OVERRIDES", "K_SERVICE", "K_REVISION", "K_CONFIGURATION", "PORT", *IDENTITY_VARIABLES,
+)  # fmt: skip
 
 
 def base_environment(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
@@ -75,6 +83,7 @@ class Options:
     domain: str = "localhost"
     ready_timeout: float = 60.0  # seconds an instance has to pass its readiness check
     activation_timeout: float = 60.0  # seconds a request waits for an instance of its Revision
+    gateway_limits: GatewayLimits = dataclasses.field(default_factory=GatewayLimits)  # what a client can make it hold
 
 
 @dataclass
@@ -89,7 +98,11 @@ class _RevisionParts:
 
 
 class LocalRuntime:
-    def __init__(self, kafka_bootstrap: str, logs: LogSink, options: Options = Options()) -> None:
+    def __init__(
+        self, kafka_bootstrap: str, logs: LogSink, options: Options = Options(), state_dir: Path | None = None
+    ) -> None:
+        """`state_dir` (knit dev: `.knit`) holds the token issuer's files under `oidc/`;
+        without one they go to a temporary folder removed at stop."""
         self.kafka_bootstrap = kafka_bootstrap
         self.logs = logs
         self.options = options
@@ -105,18 +118,25 @@ class LocalRuntime:
             self.metrics.gateway,
             activation_timeout=lambda _: options.activation_timeout,
             request_timeout=lambda revision: float(self.revisions[revision].revision.template.spec.timeout_seconds),
+            limits=options.gateway_limits,
         )
         self.port = 0
         self._service_ports: dict[tuple[str, str], int] = {}
         self._folders: dict[tuple[str, str], Path] = {}
         self._bindings: list[SinkBinding] = []
-        self._adapters: dict[tuple[str, str, str], tuple[Resource, list[Process]]] = {}
+        self._adapters: dict[tuple[str, str, str], tuple[Resource, list[Adapter]]] = {}
         self._brokers: dict[tuple[str, str], Broker] = {}
-        self._ingress: Process | None = None
+        self._ingress: Adapter | None = None
         self._ingress_port = free_port()
         self._suspended: set[tuple[str, str]] = set()
         self._base_env = base_environment()
         self._loop_task: asyncio.Task[None] | None = None
+        # Sender identity: a new key pair for every runtime, token files kept fresh.
+        oidc_folder = state_dir / "oidc" if state_dir else Path(tempfile.mkdtemp(prefix="knit-oidc-"))
+        self._oidc_scratch = None if state_dir else oidc_folder  # removed at stop
+        self.tokens = TokenFiles(oidc_folder)
+        self.oidc = Oidc(self.tokens.issuer.name, str(self.tokens.jwks_path), self.tokens.token_file)
+        self._renew_task: asyncio.Task[None] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -124,17 +144,27 @@ class LocalRuntime:
         await self.gateway.start_session()
         self.port = await self.gateway.listen(HOST, self.options.port, self.gateway.by_host)
         self._loop_task = asyncio.create_task(self._autoscale_forever())
+        self._renew_task = asyncio.create_task(self._renew_tokens_forever())
 
     async def stop(self) -> None:
-        if self._loop_task:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+        for task in (self._loop_task, self._renew_task):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await asyncio.gather(*(p.stop() for _, processes in self._adapters.values() for p in processes))
         if self._ingress:
             await self._ingress.stop()
         await asyncio.gather(*(parts.runner.stop() for parts in self.revisions.values()))
         await self.gateway.close()
+        self.tokens.remove()
+        if self._oidc_scratch:
+            shutil.rmtree(self._oidc_scratch, ignore_errors=True)
+
+    async def _renew_tokens_forever(self) -> None:
+        while True:
+            await asyncio.sleep(CHECK_INTERVAL)
+            self.tokens.renew()
 
     # --- addresses ---------------------------------------------------------------------
 
@@ -232,7 +262,7 @@ class LocalRuntime:
         def plan_for(name: str, port: int) -> ProcessPlan:
             binding = binding_for(service.name, service.namespace, self._bindings)
             return instance_plan(
-                name, revision, folder, port, self.kafka_bootstrap, binding, self.address_of, self._base_env
+                name, revision, folder, port, self.kafka_bootstrap, binding, self.address_of, self._base_env, self.oidc
             )
 
         fork_server = await self._fork_server(revision, plan_for)
@@ -294,7 +324,7 @@ class LocalRuntime:
                 summary.append(f"{broker.describe()}: {self.address_of('Broker', broker.namespace, broker.name)}")
         adapters = []  # (resource, process plans, topics to create, what it does)
         for source in manifests.kafka_sources:
-            config = dispatcher_config(source, self.kafka_bootstrap, self.address_of)
+            config = dispatcher_config(source, self.kafka_bootstrap, self.address_of, self.oidc)
             count = source.spec.consumers
             plans = [
                 self._adapter_plan(f"kafkasource/{source.name}" + (f"/{n}" if count > 1 else ""), DISPATCHER, config)
@@ -303,11 +333,11 @@ class LocalRuntime:
             adapters.append((source, plans, config.topics, f"dispatching to {config.sink}"))
         for trigger in manifests.triggers:
             broker = self._brokers[(trigger.namespace, trigger.spec.broker)]
-            config = trigger_config(trigger, broker, self.kafka_bootstrap, self.address_of)
+            config = trigger_config(trigger, broker, self.kafka_bootstrap, self.address_of, self.oidc)
             plan = self._adapter_plan(f"trigger/{trigger.name}", DISPATCHER, config)
             adapters.append((trigger, [plan], config.topics, f"subscriber {config.sink}"))
         for source in manifests.ping_sources:
-            settings = ping_config(source, self.address_of)
+            settings = ping_config(source, self.address_of, self.oidc)
             plan = self._adapter_plan(f"pingsource/{source.name}", PING, settings)
             adapters.append((source, [plan], (), f"{source.spec.schedule} -> {settings.sink}"))
         topics = sorted({topic for _, _, adapter_topics, _ in adapters for topic in adapter_topics})
@@ -343,15 +373,10 @@ class LocalRuntime:
         self._adapters[key] = (resource, list(processes))
         return f"{resource.describe()}: {what}"
 
-    async def _start_adapter(self, plan: ProcessPlan) -> Process:
-        process = Process(plan.name, plan.argv, plan.env, plan.cwd, self.logs)
-        await process.start()
-        try:
-            await wait_until_ready(plan.probe, HOST, plan.port, self.options.ready_timeout, lambda: process.running)
-        except NotReady as error:
-            await process.stop()
-            raise ProcessFailed(f"{plan.name} did not become ready: {error}") from None
-        return process
+    async def _start_adapter(self, plan: ProcessPlan) -> Adapter:
+        adapter = Adapter(plan, self.logs, self.options.ready_timeout)
+        await adapter.start()
+        return adapter
 
     # --- autoscaling -----------------------------------------------------------------------
 
@@ -448,6 +473,7 @@ class LocalRuntime:
             "generation": record.generation,
             "url": service_url,
             "address": self.address_of("Service", namespace, name),
+            "audience": identity.audience_of("Service", namespace, name),  # Knative: status.address.audience
             "conditions": [_condition_dict(c) for c in self.state.conditions(record).values()],
             "revisions": revisions,
             "traffic": [
@@ -461,6 +487,13 @@ class LocalRuntime:
                 for target in route.targets
             ],
         }
+
+    def adapters(self) -> list[dict[str, Any]]:
+        """The platform's own processes (dispatchers, ingress, ping) as `knit dev` runs them."""
+        running = [adapter for _, adapters in self._adapters.values() for adapter in adapters]
+        if self._ingress:
+            running.append(self._ingress)
+        return [{"name": a.plan.name, "pid": a.pid, "port": a.plan.port, "restarts": a.restarts} for a in running]
 
     def services(self) -> list[dict[str, Any]]:
         return [self.describe(ns, name) for ns, name in sorted(self.state.records)]
