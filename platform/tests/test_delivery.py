@@ -40,10 +40,12 @@ def test_retries_stop_at_the_configured_count():
     assert [policy.may_retry(done) for done in (0, 1, 2)] == [True, True, False]
 
 
-def test_unset_fields_take_knatives_kafka_source_defaults():
+def test_unset_fields_take_knatives_kafka_source_defaults_but_an_attempt_gets_10_seconds():
     assert DeliveryPolicy.from_spec(None) == DeliveryPolicy(
-        retry=10, backoff_policy="exponential", backoff_delay=10.0, timeout=600.0
+        retry=10, backoff_policy="exponential", backoff_delay=10.0, timeout=10.0
     )
+    assert DeliveryPolicy().timeout == 10.0
+    assert DeliveryPolicy.from_spec(Delivery(retry=3)).timeout == 10.0
     partial = DeliveryPolicy.from_spec(Delivery(retry=0, backoff_delay=timedelta(milliseconds=200)))
     assert (partial.retry, partial.backoff_delay, partial.backoff_policy) == (0, 0.2, "exponential")
 

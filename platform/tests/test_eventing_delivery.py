@@ -282,8 +282,9 @@ def test_a_backlog_bigger_than_the_dispatchers_buffer_is_delivered_in_full(kafka
     # When a dispatcher with the default max_in_flight (100) works through them
     dispatchers(config_for(kafka_bootstrap, topic, sink.url, ordering="ordered"))
 
-    # Then all of them are delivered (in about a second when nothing stalls)
-    sink.wait_for_ids(ids, timeout=5)
+    # Then all of them are delivered: a partition left paused would never finish (the
+    # timeout only catches that hang; how fast it goes is bench/eventing.py's business)
+    sink.wait_for_ids(ids, timeout=60)
 
 
 def test_a_second_dispatcher_joining_the_group_loses_nothing(

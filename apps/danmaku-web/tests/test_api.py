@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from danmaku_events import events
 from danmaku_events.comment import Comment
+from danmaku_web.app import create_app
 
 
 def test_a_valid_comment_is_published_with_an_id_and_timestamp_and_answered_202(client, publisher):
@@ -147,3 +150,61 @@ def test_history_of_an_invalid_room_is_not_found(client):
     response = client.get("/api/rooms/NOT_A_ROOM/history")
     assert response.status_code == 404
     assert response.json["error"]["code"] == "invalid_room"
+
+
+# As gunicorn passes a Transfer-Encoding: chunked body: no length, the stream ended by the server.
+CHUNKED = {"HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input_terminated": True}
+
+
+def test_a_streamed_body_over_4_kib_without_a_length_is_refused_with_413(client, publisher):
+    # given a body with no Content-Length, from a server that ends the stream itself (as
+    # gunicorn does for Transfer-Encoding: chunked), valid JSON if cut at 4096 bytes
+    body = b'{"text": "cut and accepted"}' + b" " * 8192
+    # when
+    response = client.post(
+        "/api/rooms/music/danmaku",
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        environ_overrides=CHUNKED,
+    )
+    # then
+    assert response.status_code == 413
+    assert response.json["error"]["code"] == "payload_too_large"
+    assert publisher.published == []
+
+
+def test_a_streamed_body_within_4_kib_without_a_length_is_accepted(client, publisher):
+    response = client.post(
+        "/api/rooms/music/danmaku",
+        input_stream=io.BytesIO(b'{"text": "streamed"}'),
+        content_type="application/json",
+        environ_overrides=CHUNKED,
+    )
+    assert response.status_code == 202
+    assert [comment.text for comment, _ in publisher.published] == ["streamed"]
+
+
+def test_a_body_exactly_at_the_limit_is_read_whole(client, publisher):
+    body = b'{"text": "just fits"}'
+    body += b" " * (4096 - len(body))
+    response = client.post("/api/rooms/music/danmaku", data=body, content_type="application/json")
+    assert response.status_code == 202
+
+
+def test_json_nested_5000_levels_is_refused_with_400_naming_the_depth(publisher):
+    # given a limit large enough that the body is read, not refused for its size
+    client = create_app({"MAX_CONTENT_LENGTH": 16384}, publisher=publisher).test_client()
+    # when
+    response = client.post("/api/rooms/music/danmaku", data="[" * 5000 + "]" * 5000, content_type="application/json")
+    # then
+    assert response.status_code == 400
+    assert response.json["error"]["code"] == "too_deep"
+    assert "at most 32 levels" in response.json["error"]["message"]
+    assert publisher.published == []
+
+
+def test_json_nested_33_levels_is_refused_and_32_is_read(client):
+    too_deep = client.post("/api/rooms/music/danmaku", data="[" * 33 + "]" * 33, content_type="application/json")
+    deep_enough = client.post("/api/rooms/music/danmaku", data="[" * 32 + "]" * 32, content_type="application/json")
+    assert (too_deep.status_code, too_deep.json["error"]["code"]) == (400, "too_deep")
+    assert (deep_enough.status_code, deep_enough.json["error"]["code"]) == (422, "invalid_body")

@@ -1,11 +1,11 @@
-"""The per-sender token bucket, driven by a fake clock."""
+"""Per-address limits: the token bucket (driven by a fake clock) and the connection cap."""
 
 from __future__ import annotations
 
 import pytest
 
 from danmaku_web.app import create_app
-from danmaku_web.ratelimit import RateLimiter
+from danmaku_web.ratelimit import ConnectionLimit, RateLimiter
 
 
 class Clock:
@@ -38,11 +38,28 @@ def test_senders_have_separate_buckets():
     assert limiter.take("address 198.51.100.20") == 0.0
 
 
-def test_a_forgotten_sender_starts_with_a_full_bucket():
-    limiter = RateLimiter(burst=1, rate=0.5, clock=Clock())
-    limiter.take("Socket.IO session abc")
-    limiter.forget("Socket.IO session abc")
-    assert limiter.take("Socket.IO session abc") == 0.0
+def test_an_address_may_open_connections_up_to_its_cap_and_others_are_not_affected():
+    limit = ConnectionLimit(per_address=2)
+    assert limit.open("sid-1", "203.0.113.7") and limit.open("sid-2", "203.0.113.7")
+    assert limit.open("sid-3", "203.0.113.7") is False
+    assert limit.open("sid-4", "198.51.100.20") is True
+    assert limit.open_from("203.0.113.7") == 2
+
+
+def test_closing_a_connection_frees_a_place_for_its_address():
+    limit = ConnectionLimit(per_address=1)
+    limit.open("sid-1", "203.0.113.7")
+    limit.close("sid-1")
+    assert limit.open("sid-2", "203.0.113.7") is True
+
+
+def test_a_refused_or_unknown_connection_closing_changes_nothing():
+    limit = ConnectionLimit(per_address=1)
+    limit.open("sid-1", "203.0.113.7")
+    limit.open("sid-2", "203.0.113.7")  # refused
+    limit.close("sid-2")
+    limit.close("never-opened")
+    assert limit.open_from("203.0.113.7") == 1
 
 
 def test_beyond_max_senders_the_least_recent_sender_is_dropped():

@@ -22,6 +22,10 @@ def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
 
 @bp.post("/")
 def receive_event():
+    # A 4xx says the event can never be handled, so the dispatcher dead-letters it at once;
+    # a 5xx only that trying again later may help (the sink failed), and holds the event's
+    # partition while it is retried. Whatever a client sends, from_http and process answer
+    # with an event or InvalidEvent (tests/test_properties.py).
     try:
         event = events.from_http(request.headers, request.get_data())
         result = process(event, current_app.extensions[WORDLIST])

@@ -18,17 +18,39 @@ def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
 
 
 class ApiError(Exception):
-    """A request this service refuses: HTTP status, stable code, message for a person."""
+    """A request this service refuses: HTTP status, stable code, message for a person.
 
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    `retry_after` (whole seconds) is for refusals that pass with time: HTTP answers it as
+    the Retry-After header, a Socket.IO ack as `error.retry_after`.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        *,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
-        self.headers = headers or {}
+        self.retry_after = retry_after
+        self.headers = dict(headers or {})
+        if retry_after is not None:
+            self.headers["Retry-After"] = str(retry_after)
 
     def to_error(self) -> dict[str, dict[str, str]]:
         return error_body(self.code, self.message)
+
+    def to_ack(self) -> dict[str, Any]:
+        """The Socket.IO acknowledgement: {ok: false, error: {code, message[, retry_after]}}."""
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.retry_after is not None:
+            error["retry_after"] = self.retry_after
+        return {"ok": False, "error": error}
 
 
 def register(app: Flask) -> None:

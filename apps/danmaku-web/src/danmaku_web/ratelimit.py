@@ -1,9 +1,14 @@
-"""Per-sender rate limiting: one token bucket per Socket.IO session or client address."""
+"""Per-client-address limits: a token bucket of comments and a cap on open Socket.IO connections.
+
+Both count the client address (after ProxyFix, so behind the gateway the real peer), the
+same key for HTTP and Socket.IO, so switching between them or reconnecting buys nothing.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 
 
@@ -38,6 +43,40 @@ class RateLimiter:
                 del self._buckets[next(iter(self._buckets))]
             return wait
 
-    def forget(self, sender: str) -> None:
+
+class ConnectionLimit:
+    """At most `per_address` connections open at once from one client address.
+
+    Connections are remembered by their session id, so closing one counts down the
+    address it was opened from, whatever the caller knows at that point.
+    """
+
+    def __init__(self, per_address: int) -> None:
+        self.per_address = per_address
+        self._address_of: dict[str, str] = {}  # session id -> client address
+        self._open: Counter[str] = Counter()  # client address -> connections open
+        self._lock = threading.Lock()
+
+    def open(self, session: str, address: str) -> bool:
+        """Count the connection in, or False (nothing counted) when the address is at its cap."""
         with self._lock:
-            self._buckets.pop(sender, None)
+            if session in self._address_of:
+                return True
+            if self._open[address] >= self.per_address:
+                return False
+            self._address_of[session] = address
+            self._open[address] += 1
+            return True
+
+    def close(self, session: str) -> None:
+        with self._lock:
+            address = self._address_of.pop(session, None)
+            if address is None:
+                return
+            self._open[address] -= 1
+            if not self._open[address]:
+                del self._open[address]
+
+    def open_from(self, address: str) -> int:
+        with self._lock:
+            return self._open[address]

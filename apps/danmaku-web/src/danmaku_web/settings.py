@@ -38,8 +38,15 @@ KNOBS = (
     Knob(
         "MAX_CONTENT_LENGTH", 4096, "largest request body or Socket.IO message in bytes; a comment needs a few hundred"
     ),
-    Knob("RATE_LIMIT_BURST", 5, "comments one sender may send at once"),
-    Knob("RATE_LIMIT_PER_SECOND", 1.0, "comments per second one sender may keep sending"),
+    Knob(
+        "SOCKETIO_MAX_BUFFER_SIZE",
+        65536,
+        "largest Engine.IO packet (WebSocket message or polling body) in bytes; a bigger one drops the "
+        "connection. Messages over MAX_CONTENT_LENGTH but within this are refused in the ack instead",
+    ),
+    Knob("RATE_LIMIT_BURST", 5, "comments one client address may send at once, over HTTP and Socket.IO together"),
+    Knob("RATE_LIMIT_PER_SECOND", 1.0, "comments per second one client address may keep sending"),
+    Knob("MAX_CONNECTIONS_PER_ADDRESS", 20, "Socket.IO connections one client address may hold open at once"),
     Knob(
         "TRUSTED_PROXIES",
         0,
@@ -54,6 +61,16 @@ KNOBS = (
         "",
         "origins allowed to open a Socket.IO connection, comma-separated or *; empty = same origin",
     ),
+    Knob(
+        "EVENT_SENDERS",
+        "",
+        "identities (the token's sub) allowed to POST /events, comma-separated, e.g. "
+        "system:serviceaccount:default:danmaku-processor; empty = nobody",
+    ),
+    # Set by the platform (knit, or Knative with OIDC): how to verify who sent an event.
+    Knob("OIDC_ISSUER", "", "the issuer event tokens must name", env="K_OIDC_ISSUER"),
+    Knob("OIDC_JWKS", "", "the issuer's public keys: a JWKS file path, file:// or http(s) URL", env="K_OIDC_JWKS"),
+    Knob("AUDIENCE", "", "this service's audience, which event tokens must name", env="K_AUDIENCE"),
 )
 
 

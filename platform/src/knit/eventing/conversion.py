@@ -26,6 +26,8 @@ from cloudevents.core.bindings import http
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
+from knit.eventing import jsonlimits
+
 KAFKA_EVENT_TYPE = "dev.knative.kafka.event"
 STRUCTURED = "application/cloudevents+json"
 REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type")
@@ -111,7 +113,7 @@ def _from_structured(record: Record) -> Request:
     """Structured mode in, binary mode out (as Knative's dispatcher sends every event):
     the attributes as they were, the data as the body."""
     try:
-        event = json.loads(record.value or b"")
+        event = jsonlimits.loads(record.value or b"")  # a value nested thousands deep must not crash the lane
     except ValueError as error:
         raise InvalidRecord(f"{record.where} is a structured CloudEvent whose value is not JSON: {error}") from None
     if not isinstance(event, dict):
@@ -119,7 +121,11 @@ def _from_structured(record: Record) -> Request:
     _check(event, record.where)
     attributes = {name: str(value) for name, value in event.items() if name not in ("data", "data_base64")}
     if "data_base64" in event:
-        body = base64.b64decode(event["data_base64"])
+        try:
+            body = base64.b64decode(event["data_base64"])
+        except (TypeError, ValueError) as error:  # not a string, not base64
+            problem = f"{record.where} is a structured CloudEvent whose data_base64 is not base64: {error}"
+            raise InvalidRecord(problem) from None
     elif "data" in event:
         data = event["data"]
         attributes.setdefault("datacontenttype", "application/json")
@@ -144,7 +150,8 @@ def _kafka_source_event(record: Record, namespace: str, source_name: str) -> Req
         attributes["key"] = _text(record.key)
     for name, value in record.headers:
         if name.lower() == "content-type":
-            attributes["datacontenttype"] = _text(value)
+            if value:  # an empty datacontenttype is not a valid attribute; none is
+                attributes["datacontenttype"] = _text(value)
         else:
             attributes["kafkaheader" + _NOT_ALPHANUMERIC.sub("", name.lower())] = _text(value)
     return from_event(CloudEvent(attributes, record.value or None))

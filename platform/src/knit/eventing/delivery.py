@@ -3,7 +3,7 @@
 Pure logic, Knative's rules (eventing duck/v1 DeliverySpec): retry network errors and
 5xx, 404, 408, 409 and 429; any other 4xx goes straight to the dead-letter sink. The
 delay before retry n (1-based) is backoffDelay * 2^n (exponential) or backoffDelay * n
-(linear). Unset fields take the defaults Knative gives a KafkaSource.
+(linear). Unset fields take the defaults Knative gives a KafkaSource, except `timeout`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,13 @@ RETRYABLE_CLIENT_ERRORS = frozenset({404, 408, 409, 429})
 DEFAULT_RETRY = 10
 DEFAULT_BACKOFF_POLICY: Literal["exponential"] = "exponential"
 DEFAULT_BACKOFF_DELAY = timedelta(seconds=10)
-DEFAULT_TIMEOUT = timedelta(seconds=600)
+# How long one attempt may take before it counts as failed (and is retried). Knative's
+# Kafka dispatcher allows 600 s, so a sink that accepts the connection and never answers
+# (or a client holding its threads) holds an ordered partition for 10 minutes per attempt.
+# 10 s is five times what the slowest part of the danmaku path takes (the processor waits
+# at most 2 s for its K_SINK; a cold start through the gateway is 30-120 ms locally, a few
+# seconds for a pod on Kubernetes). A sink that needs longer sets `delivery.timeout`.
+DEFAULT_TIMEOUT = timedelta(seconds=10)
 
 
 @dataclass(frozen=True)

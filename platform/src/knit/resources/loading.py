@@ -2,7 +2,10 @@
 
 Every problem is reported, one line each with the file, the object and the field path
 (`spec.template.spec.containers[0].image: Field required`), and nothing is returned
-when there is any: a half-valid set of manifests is never applied.
+when there is any: a half-valid set of manifests is never applied. Whatever a file
+holds, loading ends in Manifests or InvalidManifests: text that is not UTF-8, YAML nested
+too deeply for the parser, and aliases that nest a document too deeply (a recursive
+alias) or expand it past a size no manifest has (an alias bomb) are problems like others.
 """
 
 from __future__ import annotations
@@ -38,6 +41,11 @@ from knit.resources.validation import problems_of
 R = TypeVar("R", bound=Resource)
 Identity = tuple[str, str, str]  # (kind, namespace, name)
 YAML_SUFFIXES = (".yaml", ".yml")
+# A Service nests about 10 levels (spec.template.spec.containers[0].env[0].valueFrom...);
+# Trigger filters nest as deep as their author likes, but not this deep.
+MAX_DEPTH = 64
+# Values in one document once aliases are expanded: far more than any manifest has.
+MAX_VALUES = 100_000
 
 
 class InvalidManifests(ValueError):
@@ -121,16 +129,42 @@ def manifest_files(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
+def _shape_problem(document: Any) -> str | None:
+    """Why a document cannot be validated safely (None when it can): it nests deeper than
+    MAX_DEPTH (a recursive alias nests forever) or expands to more than MAX_VALUES values.
+    Iterative, so the check itself cannot run out of stack."""
+    values, stack = 0, [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        values += 1
+        if values > MAX_VALUES:
+            return f"more than {MAX_VALUES} values once YAML aliases are expanded; write the manifest out plainly"
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        if children and depth >= MAX_DEPTH:
+            return (
+                f"nested more than {MAX_DEPTH} levels deep, deeper than any manifest (or a YAML alias contains itself)"
+            )
+        stack.extend((child, depth + 1) for child in children)
+    return None
+
+
 def _parse_document(document: Any, where: str, problems: list[str]) -> Resource | None:
     if not isinstance(document, dict):
         problems.append(f"{where}: expected a mapping with apiVersion and kind; got {type(document).__name__}")
         return None
-    kind = document_kind(document)
+    shape = _shape_problem(document)
+    if shape is not None:
+        problems.append(f"{where}: {shape}")
+        return None
+    given_kind = document.get("kind")
+    kind = document_kind(document) if isinstance(given_kind, str) else None
     if kind is None:
         known = ", ".join(KINDS)
-        problems.append(f"{where}: kind: unknown kind {document.get('kind')!r}; knit knows {known}")
+        problems.append(f"{where}: kind: unknown kind {given_kind!r}; knit knows {known}")
         return None
-    label = f"{where} ({kind.__name__} {document.get('metadata', {}).get('name', '?')})"
+    metadata = document.get("metadata")
+    name = metadata.get("name", "?") if isinstance(metadata, dict) else "?"
+    label = f"{where} ({kind.__name__} {name})"
     api_version = document.get("apiVersion")
     if api_version not in accepted_api_versions(kind):
         problems.append(
@@ -203,9 +237,19 @@ def load_manifests(paths: Iterable[Path | str], known: Set[Identity] = frozenset
     labels: dict[int, str] = {}
     for file in manifest_files(Path(p) for p in paths):
         try:
-            documents = [d for d in yaml.safe_load_all(file.read_text()) if d is not None]
+            text = file.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as error:
+            problems.append(f"{file}: not UTF-8 text ({error}); save it as UTF-8")
+            continue
+        try:
+            documents = [d for d in yaml.safe_load_all(text) if d is not None]
         except yaml.YAMLError as error:
             problems.append(f"{file}: not valid YAML: {error}".replace("\n", " "))
+            continue
+        except RecursionError:  # PyYAML's parser recurses once per level of nesting
+            problems.append(
+                f"{file}: not valid YAML: nested too deeply to read (at most {MAX_DEPTH} levels are accepted)"
+            )
             continue
         for index, document in enumerate(documents):
             where = f"{file}" if len(documents) == 1 else f"{file}[{index}]"

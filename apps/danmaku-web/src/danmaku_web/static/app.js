@@ -103,7 +103,12 @@
     });
   });
   socket.on("disconnect", () => setStatus("offline", "offline, reconnecting…"));
-  socket.on("connect_error", () => setStatus("offline", "offline, reconnecting…"));
+  socket.on("connect_error", (error) => {
+    setStatus("offline", "offline, reconnecting…");
+    // A refusal says why (e.g. too many connections from this address); a network error does not.
+    const refusal = error && error.data && error.data.error;
+    if (refusal) showNotice(refusal.message, refusal.code);
+  });
   socket.on("danmaku", show);
   socket.on("rejected", (rejection) => showNotice(`rejected: ${rejection.message}`, rejection.code));
 
