@@ -8,7 +8,7 @@ PACKAGES := -e platform -e apps/danmaku-events -e apps/danmaku-processor -e apps
 TEST_TOOLS := hypothesis pytest pytest-timeout pytest-playwright playwright python-socketio[client] websocket-client ruff
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install dev test lint bench bench-latency bench-coldstart bench-gateway bench-autoscale bench-eventing clean
+.PHONY: install dev test lint bench bench-latency bench-coldstart bench-gateway bench-autoscale bench-eventing bench-soak clean
 
 install: $(INSTALLED)
 
@@ -66,6 +66,10 @@ bench-autoscale: install
 
 bench-eventing: install
 	$(BIN)/python bench/eventing.py
+
+# Not part of `make bench`: a few minutes of comment storm while processes are SIGKILLed.
+bench-soak: install
+	$(BIN)/python bench/soak.py
 
 clean:
 	rm -rf $(VENV) .knit .pytest_cache .kafka
