@@ -653,10 +653,10 @@ def test_a_dispatcher_started_before_kafka_keeps_trying_and_becomes_ready_when_a
     sink = sinks()
     config = config_for(address, "late-topic", sink.url)
     dispatcher = dispatchers(config, wait_ready=False)
-    time.sleep(1)  # long enough for a crash on the first connection refused to show
-    answer = dispatcher.readyz()
+    # Then its probe answers not-ready (a crash on the first refused connection would end
+    # the process instead, and the probe would never answer)
+    wait_for_readiness(dispatcher, 503)
     assert dispatcher.alive()
-    assert answer is not None and answer[0] == 503, answer
 
     # When a broker starts at that address
     with EmbeddedBroker(tmp_path / "late-broker.log", port=port):
@@ -735,3 +735,15 @@ def test_a_latest_source_restarted_delivers_what_was_produced_while_it_was_stopp
 
     # Then they are delivered: latest applies only to a group's very first start
     sink.wait_for_ids([event_id for event_id, _ in missed], timeout=30)
+
+
+def wait_for_readiness(dispatcher: DispatcherProcess, status: int, timeout: float = 60.0) -> dict:
+    """/readyz's body once it answers `status`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = dispatcher.readyz()
+        if answer is not None and answer[0] == status:
+            return answer[1]
+        assert dispatcher.alive(), f"the dispatcher exited:\n{dispatcher.log_tail()}"
+        assert time.monotonic() < deadline, f"/readyz never answered {status}; last {answer}\n{dispatcher.log_tail()}"
+        time.sleep(0.1)
