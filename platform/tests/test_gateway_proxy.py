@@ -4,7 +4,7 @@ import asyncio
 
 import aiohttp
 import pytest
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from knit.gateway.activator import Endpoint, RevisionBackend
 from knit.gateway.proxy import Gateway
@@ -13,6 +13,7 @@ from knit.observability import Metrics
 
 pytestmark = pytest.mark.integration
 HOST = "hello.default.localhost"
+HANG = 30.0  # only catches a hang: every wait ends on a condition
 
 
 async def upstream_app() -> web.Application:
@@ -34,9 +35,31 @@ async def upstream_app() -> web.Application:
             await socket.send_str(f"echo: {message.data}")
         return socket
 
+    async def frames(request: web.Request) -> web.WebSocketResponse:
+        """Control frames by hand (autoping off): answers a ping with a pong of the same payload,
+        pings on request, echoes binary messages, and lists what it got in `seen`."""
+        socket = web.WebSocketResponse(autoping=False)
+        await socket.prepare(request)
+        async for message in socket:
+            SEEN.append((message.type.name, message.data))
+            if message.type == WSMsgType.PING:
+                await socket.pong(message.data)
+            elif message.type == WSMsgType.BINARY:
+                await socket.send_bytes(message.data[::-1])
+            elif message.type == WSMsgType.TEXT and message.data == "ping me":
+                await socket.ping(b"are you there?")
+        return socket
+
+    async def refuse(request: web.Request) -> web.Response:
+        return web.json_response({"error": "sign in first"}, status=403)
+
     app = web.Application()
-    app.add_routes([web.get("/headers", headers), web.post("/echo", echo), web.get("/ws", websocket)])
+    app.add_routes([web.get("/headers", headers), web.post("/echo", echo), web.get("/ws", websocket),
+                    web.get("/frames", frames), web.get("/refuse", refuse)])  # fmt: skip
     return app
+
+
+SEEN: list[tuple[str, object]] = []  # what the /frames upstream got, in order
 
 
 async def with_gateway(scenario):
@@ -100,8 +123,64 @@ def test_a_websocket_session_is_relayed():
                 await socket.send_str(text)
                 assert (await socket.receive()).data == f"echo: {text}"
             assert backend.in_flight == 1  # a WebSocket session is one request for its whole life
-        await asyncio.sleep(0.05)
-        assert backend.in_flight == 0
+        # The gateway releases the slot when it sees the close: wait for that (only a hang takes 30 s).
+        deadline = asyncio.get_running_loop().time() + 30
+        while backend.in_flight:
+            assert asyncio.get_running_loop().time() < deadline, f"still {backend.in_flight} in flight"
+            await asyncio.sleep(0.01)
+
+    asyncio.run(with_gateway(scenario))
+
+
+def test_binary_messages_and_pings_and_pongs_are_relayed_both_ways_with_their_payloads():
+    SEEN.clear()
+
+    async def scenario(client, gateway, _):
+        async with client.ws_connect(f"{gateway}/frames", headers={"Host": HOST}, autoping=False) as socket:
+            # a binary message (not valid UTF-8) goes up and comes back as binary, byte for byte
+            await socket.send_bytes(b"\x00\xff\x10danmaku")
+            echoed = await socket.receive(HANG)
+            assert (echoed.type, echoed.data) == (WSMsgType.BINARY, b"ukamnad\x10\xff\x00")
+
+            # the client's ping reaches the instance, whose pong comes back with the same payload
+            await socket.ping(b"still there?")
+            pong = await socket.receive(HANG)
+            assert (pong.type, pong.data) == (WSMsgType.PONG, b"still there?")
+
+            # the instance's ping reaches the client, whose pong reaches the instance
+            await socket.send_str("ping me")
+            ping = await socket.receive(HANG)
+            assert (ping.type, ping.data) == (WSMsgType.PING, b"are you there?")
+            await socket.pong(ping.data)
+            await socket.send_str("done")  # arrives after the pong: the relay keeps frames in order
+            while not SEEN or SEEN[-1] != ("TEXT", "done"):
+                await asyncio.sleep(0.01)
+
+        assert SEEN == [
+            ("BINARY", b"\x00\xff\x10danmaku"),
+            ("PING", b"still there?"),
+            ("TEXT", "ping me"),
+            ("PONG", b"are you there?"),
+            ("TEXT", "done"),
+        ]
+
+    asyncio.run(with_gateway(scenario))
+
+
+def test_an_upgrade_the_instance_refuses_is_answered_with_its_status_and_an_error_body():
+    async def scenario(client, gateway, backend):
+        headers = {"Host": HOST, "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+                   "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}  # fmt: skip
+        async with client.get(f"{gateway}/refuse", headers=headers) as response:
+            body = await response.json()
+        assert response.status == 403
+        assert body["error"] == {"code": "upgrade_refused", "message": "hello-00001/1 refused the upgrade"}
+        assert backend.in_flight == 0  # the instance's slot was given back
+
+        # and an aiohttp client sees the refusal as a failed handshake with that status
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await client.ws_connect(f"{gateway}/refuse", headers={"Host": HOST})
+        assert refused.value.status == 403
 
     asyncio.run(with_gateway(scenario))
 

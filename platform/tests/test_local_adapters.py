@@ -1,5 +1,6 @@
 """The local runtime keeps its own processes running: a dispatcher that dies is started
-again and resumes from its last committed offset (real broker, real processes)."""
+again and resumes from its last committed offset; a re-applied KafkaSource or Trigger
+restarts its dispatcher only when it changed (real broker, real processes)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 import uuid
 
 import pytest
+import requests
 import yaml
 from kafka import KafkaProducer
 
@@ -72,3 +74,101 @@ def test_a_killed_dispatcher_is_started_again_and_delivers_what_came_after(kafka
     finally:
         running.stop()
         sink.close()
+
+
+def kafka_source(topic: str, kafka_bootstrap: str, sink: str) -> dict:
+    return {
+        "apiVersion": "sources.knative.dev/v1",
+        "kind": "KafkaSource",
+        "metadata": {"name": "feed"},
+        "spec": {"bootstrapServers": [kafka_bootstrap], "topics": [topic], "initialOffset": "earliest",
+                 "sink": {"uri": sink}},
+    }  # fmt: skip
+
+
+def adapter_named(running: RunningManifests, name: str) -> dict:
+    (adapter,) = [a for a in running._in_loop(running.runtime.adapters) if a["name"] == name]
+    return adapter
+
+
+@pytest.mark.integration
+def test_reapplying_a_kafka_source_restarts_its_dispatcher_only_when_it_changed(kafka_bootstrap, tmp_path):
+    # Given a KafkaSource delivering to one sink
+    topic = f"adapters-{uuid.uuid4().hex[:8]}"
+    ensure_topics(kafka_bootstrap, [topic], partitions=1)
+    old_sink, new_sink = EventSink(), EventSink()
+    path = tmp_path / "source.yaml"
+    path.write_text(yaml.safe_dump(kafka_source(topic, kafka_bootstrap, old_sink.url)))
+    running = RunningManifests([path], kafka_bootstrap, tmp_path / "processes.log", Options(port=0))
+    running.start()
+    try:
+        produce(kafka_bootstrap, topic, ["first"])
+        assert old_sink.wait_for(1)[0].id == "first"
+        before = adapter_named(running, "kafkasource/feed")
+
+        # When the same manifest is applied again, nothing restarts
+        assert running.apply([path]) == ["KafkaSource default/feed: unchanged"]
+        assert adapter_named(running, "kafkasource/feed")["pid"] == before["pid"]
+
+        # When it is applied with another sink
+        changed = tmp_path / "changed.yaml"
+        changed.write_text(yaml.safe_dump(kafka_source(topic, kafka_bootstrap, new_sink.url)))
+        assert running.apply([changed]) == [f"KafkaSource default/feed: dispatching to {new_sink.url}"]
+
+        # Then a new dispatcher of the same group sends the next events to the new sink only,
+        # and none that the old one had delivered (it committed them when it was stopped)
+        assert adapter_named(running, "kafkasource/feed")["pid"] != before["pid"]
+        produce(kafka_bootstrap, topic, ["second", "third"])
+        assert [event.id for event in new_sink.wait_for(2)] == ["second", "third"]
+        assert old_sink.ids() == ["first"]
+    finally:
+        running.stop()
+        old_sink.close()
+        new_sink.close()
+
+
+def broker_and_trigger(subscriber: str) -> list[dict]:
+    return [
+        {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "metadata": {"name": "default"}},
+        {"apiVersion": "eventing.knative.dev/v1", "kind": "Trigger", "metadata": {"name": "orders"},
+         "spec": {"broker": "default", "subscriber": {"uri": subscriber},
+                  "filter": {"attributes": {"type": "com.shop.order.created"}}}},
+    ]  # fmt: skip
+
+
+def send_order(running: RunningManifests, event_id: str) -> None:
+    broker = running.runtime.address_of("Broker", "default", "default")
+    headers = {"ce-specversion": "1.0", "ce-id": event_id, "ce-type": "com.shop.order.created",
+               "ce-source": "/shop", "Content-Type": "application/json"}  # fmt: skip
+    assert requests.post(broker, data=b"{}", headers=headers, timeout=10).status_code == 202
+
+
+@pytest.mark.integration
+def test_reapplying_a_trigger_with_another_subscriber_sends_the_next_events_there_only(kafka_bootstrap, tmp_path):
+    # Given a Broker and a Trigger delivering orders to one subscriber
+    old_subscriber, new_subscriber = EventSink(), EventSink()
+    path = tmp_path / "eventing.yaml"
+    path.write_text(yaml.safe_dump_all(broker_and_trigger(old_subscriber.url)))
+    running = RunningManifests([path], kafka_bootstrap, tmp_path / "processes.log", Options(port=0))
+    running.start()
+    try:
+        send_order(running, "order-1")
+        assert old_subscriber.wait_for(1)[0].id == "order-1"
+        before = adapter_named(running, "trigger/orders")
+        ingress = adapter_named(running, "broker-ingress")
+
+        # When the Trigger is applied again with another subscriber (the Broker unchanged)
+        changed = tmp_path / "changed.yaml"
+        changed.write_text(yaml.safe_dump_all(broker_and_trigger(new_subscriber.url)))
+        assert running.apply([changed]) == [f"Trigger default/orders: subscriber {new_subscriber.url}"]
+
+        # Then only its dispatcher was restarted, and the next orders reach the new subscriber only
+        assert adapter_named(running, "trigger/orders")["pid"] != before["pid"]
+        assert adapter_named(running, "broker-ingress")["pid"] == ingress["pid"]
+        send_order(running, "order-2")
+        assert [event.id for event in new_subscriber.wait_for(1)] == ["order-2"]
+        assert old_subscriber.ids() == ["order-1"]
+    finally:
+        running.stop()
+        old_subscriber.close()
+        new_subscriber.close()

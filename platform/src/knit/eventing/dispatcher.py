@@ -42,6 +42,9 @@ from knit.eventing.sender import Outcome, Sender, error_extensions, token_file
 from knit.kafka.settings import CONSUMER_GROUP_SETTINGS, KafkaUnavailable, wait_until_reachable
 
 CONFIG_ENV = "KNIT_KAFKASOURCE"
+# A commit waits this long at most: the poll loop (and with it /readyz) must not stall for
+# the client's 30 s request timeout when the broker has just gone away.
+COMMIT_TIMEOUT_MS = 5000
 log = logging.getLogger("knit.dispatcher")
 T = TypeVar("T")
 
@@ -155,6 +158,9 @@ class KafkaSourceDispatcher:
         self._dead_letter_token = token_file(config.dead_letter_sink_token_file)
         self._reply_token = token_file(config.reply_token_file)
         self._just_assigned: list[TopicPartition] | None = None
+        self._assigned_once = False
+        self._next_probe = 0.0  # when to check next that the broker still answers
+        self._reachable = True
         self._lanes: dict[TopicPartition, _Lane] = {}
         self._kafka_thread = ThreadPoolExecutor(1, thread_name_prefix="kafka")
         self._slots = asyncio.Semaphore(config.max_in_flight)
@@ -255,7 +261,7 @@ class KafkaSourceDispatcher:
                 self._consumer.commit(start)
             except KafkaError as error:  # the lanes commit these partitions as they deliver
                 log.warning("committing the starting offsets failed (%s)", error)
-        self.ready = True
+        self.ready = self._assigned_once = True
 
     def _on_revoked(self, revoked: list[TopicPartition]) -> None:
         """Runs on the Kafka client's IO thread: hold the lanes (deliveries under way finish,
@@ -294,8 +300,31 @@ class KafkaSourceDispatcher:
                 task.cancel()  # the new owner reads these records again: at least once
         return offsets
 
+    def _check_reachable(self) -> None:
+        """At most once a second, on the Kafka thread: does a broker still accept connections?
+        kafka-python retries a lost broker on its own and says nothing to its caller, so
+        without this a dispatcher whose broker died would stay ready."""
+        now = time.monotonic()
+        if now < self._next_probe:
+            return
+        self._next_probe = now + 1.0
+        servers = self.config.bootstrap_servers
+        try:
+            wait_until_reachable(servers, now)
+        except KafkaUnavailable as error:
+            if self.ready:
+                log.warning("Kafka at %s is unreachable; not ready until it answers again", servers)
+            self.not_ready_reason = f"Kafka at {servers} is unreachable ({error}); retrying"
+            self.ready = self._reachable = False
+            return
+        self._reachable = True
+        if not self.ready and self._assigned_once:
+            log.info("Kafka at %s answers again; ready", servers)
+            self.ready = True
+
     def _poll(self) -> dict[TopicPartition, list[Any]]:
         assert self._consumer is not None
+        self._check_reachable()
         batch = self._consumer.poll(timeout_ms=100)
         self._start_assigned(batch)
         return batch
@@ -307,9 +336,11 @@ class KafkaSourceDispatcher:
         resume: list[tuple[TopicPartition, int]],
     ) -> None:
         assert self._consumer is not None and self._loop is not None
-        if offsets:
+        if offsets and not self._reachable:  # a commit would block for the client's 30 s request timeout
+            self._loop.call_soon_threadsafe(self._uncommitted, list(offsets))
+        elif offsets:
             try:
-                self._consumer.commit(offsets)
+                self._consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
             except KafkaError as error:  # e.g. a rebalance under way: commit again next time
                 log.warning("committing %d offsets failed (%s); will retry", len(offsets), error)
                 self._loop.call_soon_threadsafe(self._uncommitted, list(offsets))
@@ -411,6 +442,9 @@ class KafkaSourceDispatcher:
     async def _drain(self, grace: float) -> None:
         """On shutdown: let buffered records finish for a while, then commit what finished."""
         deadline = time.monotonic() + grace
+        if under_way := sum(lane.offsets.in_flight for lane in self._lanes.values()):
+            log.info("stopping: %d records under way get up to %gs to finish, then what finished is committed",
+                     under_way, grace)  # fmt: skip
         while any(lane.offsets.in_flight for lane in self._lanes.values()) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         offsets = await self._release(list(self._lanes))
