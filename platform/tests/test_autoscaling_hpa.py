@@ -55,3 +55,16 @@ def test_a_window_annotation_stabilizes_both_directions():
 def test_without_usage_or_instances_the_scale_stays():
     hpa, spec = HpaAutoscaler(), hpa_spec()
     assert (hpa.scale(0.0, None, 3, spec), hpa.scale(1.0, 500.0, 0, spec)) == (3, 0)
+
+
+@pytest.mark.parametrize(("usage", "desired"), [(60.0, 4), (59.0, 3)], ids=["exactly 25% under", "past it"])
+def test_given_a_tolerance_of_25_percent_then_a_usage_exactly_at_it_keeps_the_ready_count(usage, desired):
+    assert recommend(usage, 80.0, 4, tolerance=0.25) == desired
+
+
+def test_given_hours_of_running_then_scale_down_still_waits_for_the_300_second_window():
+    # realistic clock values: the window's arithmetic compares times, never recommendations
+    hpa, spec = HpaAutoscaler(), hpa_spec()
+    assert hpa.scale(7200.0, 160.0, 2, spec) == 4
+    assert hpa.scale(7350.0, 20.0, 4, spec) == 4
+    assert hpa.scale(7500.0, 20.0, 4, spec) == 1

@@ -189,3 +189,62 @@ def test_an_autoscaler_restarted_with_instances_up_holds_them_until_its_windows_
     result = autoscaler.scale(2.0, 0.0, 0.0, 5, spec())
     assert (result.panic, result.desired) == (True, 5)
     assert autoscaler.scale(62.0, 0.0, 0.0, 5, spec()).desired == 2  # a stable window later it scales down
+
+
+# --- Boundaries and repeated episodes -------------------------------------------------------------
+
+
+def test_given_a_second_surge_after_panic_ended_then_it_is_sized_on_its_own_not_on_the_first():
+    # given a first surge on 2 instances that panics up to 10 (700 concurrent at 70 per instance)
+    autoscaler, revision = KpaAutoscaler(), spec()
+    assert autoscaler.scale(0.0, 100.0, 700.0, 2, revision).desired == 10
+    # when it is served and a stable window passes, the stable value decides again
+    calm = autoscaler.scale(61.0, 100.0, 100.0, 10, revision)
+    assert (calm.panic, calm.desired) == (False, 5)  # floor(10 / max-scale-down-rate 2)
+    # then a smaller surge on 3 instances panics again, and asks for what it needs: 6, not 10
+    second = autoscaler.scale(70.0, 100.0, 420.0, 3, revision)
+    assert (second.panic, second.desired) == (True, 6)
+
+
+def test_given_panic_stable_panic_stable_then_each_episode_ends_a_stable_window_after_its_last_surge():
+    autoscaler, revision = KpaAutoscaler(), spec()
+    panics = [
+        autoscaler.scale(now, 100.0, panic_value, ready, revision).panic
+        for now, panic_value, ready in [(0.0, 300.0, 2), (60.0, 100.0, 5), (61.0, 100.0, 5), (100.0, 300.0, 2),
+                                        (160.0, 100.0, 5), (161.0, 100.0, 5)]
+    ]  # fmt: skip
+    assert panics == [True, True, False, True, True, False]
+
+
+@pytest.mark.parametrize(("ready", "panic", "desired"), [(1, False, 0), (2, True, 2)])
+def test_given_a_restart_then_only_more_than_one_ready_instance_starts_in_panic(ready, panic, desired):
+    result = KpaAutoscaler(now=100.0, ready=ready).scale(100.0, 0.0, 0.0, ready, spec())
+    assert (result.panic, result.desired) == (panic, desired)
+
+
+@pytest.mark.parametrize(("observed", "desired"), [(0.0, 2), (10.0, 3)], ids=["no traffic", "a trickle"])
+def test_given_a_restart_in_panic_with_activation_scale_3_then_only_traffic_asks_for_activation_scale(
+    observed, desired
+):
+    autoscaler = KpaAutoscaler(now=0.0, ready=2)
+    assert autoscaler.scale(2.0, 0.0, observed, 2, spec(activation_scale="3")).desired == desired
+
+
+def test_given_scale_down_delay_and_no_traffic_ever_then_the_desired_scale_is_zero():
+    result = KpaAutoscaler().scale(0.0, 0.0, 0.0, 0, spec(scale_down_delay="60s"))
+    assert result.desired == 0
+
+
+def test_given_the_shortest_scale_down_delay_of_1s_then_a_decision_half_a_second_later_keeps_the_higher_one():
+    autoscaler, revision = KpaAutoscaler(), spec(scale_down_delay="1s")
+    assert autoscaler.scale(10.0, 280.0, 280.0, 4, revision).desired == 4
+    assert autoscaler.scale(10.5, 70.0, 70.0, 4, revision).desired == 4  # within the 1s delay
+    assert autoscaler.scale(11.0, 70.0, 70.0, 4, revision).desired == 2  # the 4 of t=10 left it
+
+
+@pytest.mark.parametrize(("burst", "capacity"), [("0", 0), ("-1", -1), ("0.5", 149), ("1", 149)])
+def test_given_a_fractional_or_unit_target_burst_capacity_then_it_is_subtracted_like_any_other(burst, capacity):
+    # 2 instances with a target of 100 each, 50 in flight: 200 - burst - 50, floored
+    assert KpaAutoscaler().scale(0.0, 50.0, 50.0, 2, spec(target_burst_capacity=burst)).excess_burst_capacity == (
+        capacity
+    )

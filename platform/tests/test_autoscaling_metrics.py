@@ -113,3 +113,30 @@ def test_a_collect_at_the_same_instant_reads_the_in_flight_count():
     meter = ConcurrencyMeter(100.0)
     meter.request_started(100.0)
     assert meter.collect(100.0) == (1.0, 1)
+
+
+def test_given_a_one_second_panic_window_then_the_average_is_the_current_second_alone():
+    # a 6s stable window at 10% rounds to a 1s panic window
+    window = fed(BucketWindow(1.0), {0.0: 5.0, 1.0: 3.0})
+    assert window.average(1.0) == 3.0
+
+
+def test_given_a_report_exactly_one_window_after_the_last_then_averaging_starts_afresh():
+    window = fed(BucketWindow(10.0), {0.0: 8.0, 10.0: 4.0, 11.0: 4.0})
+    assert window.average(11.0) == 4.0
+
+
+def test_given_a_late_report_exactly_one_window_older_than_the_latest_then_it_is_ignored():
+    window = fed(BucketWindow(10.0), {20.0: 5.0, 10.0: 100.0})
+    assert window.average(20.0) == 5.0
+
+
+@pytest.mark.parametrize(
+    ("samples", "now", "average"),
+    [
+        ({0.0: 8.0, 10.0: 4.0}, 10.0, 4.0),  # 10s apart is a whole window of five 2s buckets
+        ({2.0: 2.0, 5.0: 6.0}, 5.0, 4.0),  # buckets 1 and 2: two buckets, not one
+    ],
+)
+def test_given_two_second_buckets_then_times_map_to_buckets_of_two_seconds(samples, now, average):
+    assert fed(BucketWindow(10.0, bucket=2.0), samples).average(now) == average

@@ -263,3 +263,218 @@ def test_hpa_class_never_scales_to_zero():
     revision.decide(clock.now, 0, True)
     decisions = run(revision, clock, until=600.0)
     assert {decision.desired for decision in decisions.values()} == {1}
+
+
+# --- State across episodes, bounds at their exact values, reasons ----------------------------
+
+
+def test_given_zero_then_n_then_zero_then_n_the_second_episode_goes_exactly_like_the_first():
+    clock = Clock()
+    revision = at_zero(clock)  # t=100
+
+    def episode():
+        revision.poke(clock.now)
+        woken = revision.decide(clock.now, 0, True)
+        busy = run(revision, clock, until=clock.now + 80.0, ready=woken.desired, concurrency=350.0)
+        idle = run(revision, clock, until=clock.now + 200.0, ready=5)
+        return woken.desired, busy[clock.now - 200.0].desired, [d.desired for d in idle.values()][-1]
+
+    assert episode() == (1, 5, 0)
+    assert episode() == (1, 5, 0)
+
+
+def test_given_a_restart_with_five_instances_up_then_they_are_held_until_the_windows_fill():
+    clock = Clock(1000.0)
+    spec = parse_annotations({}, 0, parse_config({}))
+    revision = RevisionScaler(spec, clock.now, ready=5)
+    assert revision.decide(clock.advance(TICK), 5, True).desired == 5
+
+
+@pytest.mark.parametrize(("initial_scale", "activity"), [("1", "activating"), ("0", "inactive")])
+def test_given_a_new_revision_then_it_starts_activating_unless_its_initial_scale_is_zero(initial_scale, activity):
+    clock = Clock()
+    revision = scaler(clock, initial_scale=initial_scale, config={"allow-zero-initial-scale": "true"})
+    assert revision.activity == activity
+
+
+def test_given_initial_scale_zero_and_an_instance_found_ready_then_it_is_kept_for_the_grace_period():
+    clock = Clock()
+    revision = scaler(clock, initial_scale="0", config={"allow-zero-initial-scale": "true"})
+    assert [revision.decide(now, 1, True).desired for now in (10.0, 29.0, 30.0)] == [1, 1, 0]
+
+
+def test_given_initial_scale_zero_then_a_poke_makes_the_revision_activating_until_an_instance_is_ready():
+    clock = Clock()
+    revision = scaler(clock, initial_scale="0", config={"allow-zero-initial-scale": "true"})
+    revision.poke(1.0)
+    assert revision.decide(1.0, 0, True).activity == "activating"
+    assert revision.decide(2.0, 1, True).activity == "active"
+
+
+def test_given_a_revision_waiting_for_its_first_instance_when_its_route_goes_away_then_it_keeps_asking_for_one():
+    clock = Clock()
+    revision = scaler(clock, min_scale="3", initial_scale="0", config={"allow-zero-initial-scale": "true"})
+    assert revision.decide(0.0, 0, True).activity == "activating"
+    decision = revision.decide(2.0, 0, False)
+    assert (decision.desired, decision.reason) == (1, "waiting for the first instance before scaling to zero")
+
+
+@pytest.mark.parametrize(("ready", "activity"), [(1, "activating"), (2, "activating"), (3, "active")])
+def test_given_min_scale_3_then_the_revision_is_active_only_with_3_ready(ready, activity):
+    clock = Clock()
+    revision = scaler(clock, min_scale="3")
+    revision.decide(0.0, 3, True)  # initial scale reached once
+    assert revision.decide(2.0, ready, True).activity == activity
+
+
+def test_given_activation_scale_3_and_a_waiting_request_then_it_asks_for_3_until_an_instance_is_ready():
+    clock = Clock()
+    revision = at_zero(clock, activation_scale="3")
+    revision.poke(clock.now)
+    decisions = run(revision, clock, until=clock.now + 90.0, ready=0, follow=False)  # past the stable window
+    assert {decision.desired for decision in decisions.values()} == {3}
+    assert {decision.reason for decision in decisions.values()} == {
+        "a request waits for an instance (activating from zero)"
+    }
+
+
+def test_given_a_burst_reported_at_zero_with_a_waiting_request_then_it_asks_for_the_burst_at_once():
+    clock = Clock()
+    revision = scaler(clock, initial_scale="0", config={"allow-zero-initial-scale": "true"})
+    revision.record_traffic(0.0, 349.0, 349)
+    revision.poke(0.0)  # the 350th request
+    assert revision.decide(0.0, 0, True).desired == 5
+
+
+def test_given_a_waiting_request_then_it_counts_as_one_request_in_flight():
+    clock = Clock()
+    revision = scaler(clock, initial_scale="0", config={"allow-zero-initial-scale": "true"})
+    revision.poke(0.0)
+    assert revision.decide(0.0, 0, True).stable_value == 1.0
+
+
+@pytest.mark.parametrize(("metric", "observed"), [("rps", 40.0), ("concurrency", 5.0)])
+def test_given_a_metric_then_the_scaler_records_requests_for_rps_and_concurrency_otherwise(metric, observed):
+    clock = Clock()
+    revision = scaler(clock, metric=metric)
+    revision.record_traffic(0.0, 5.0, 40)
+    assert revision.decide(0.0, 1, True).stable_value == observed
+
+
+def test_given_an_idle_active_revision_then_the_reason_counts_down_the_stable_window():
+    clock = Clock()
+    decisions = run(idle_revision(clock), clock, until=62.0, ready=1)
+    assert decisions[40.0].reason == "no traffic, but active for less than the stable window (22s left)"
+    assert decisions[62.0].reason == "no traffic: decided to scale to zero; keeping the last instance for now"
+
+
+def test_given_an_idle_revision_at_zero_then_the_reason_says_so():
+    clock = Clock()
+    decisions = run(idle_revision(clock), clock, until=100.0, ready=1)
+    assert [(decisions[t].desired, decisions[t].reason) for t in (92.0, 100.0)] == [
+        (0, "no traffic: scaled to zero"),  # the last instance was still up: the grace period is over
+        (0, "no traffic: scaled to zero"),  # none is up
+    ]
+
+
+@pytest.mark.parametrize(
+    ("retention", "rule"),
+    [("30s", "scale-to-zero-grace-period"), ("40s", "scale-to-zero-pod-retention-period")],
+    ids=["equal to the grace period", "longer"],
+)
+def test_given_a_retention_period_then_the_reason_names_whichever_keeps_the_instance_longer(retention, rule):
+    clock = Clock()
+    decisions = run(idle_revision(clock, scale_to_zero_pod_retention_period=retention), clock, until=70.0, ready=1)
+    assert decisions[70.0].reason.startswith(f"no traffic: keeping the last instance for {rule} (")
+
+
+def test_given_scale_to_zero_disabled_then_the_reason_names_the_setting():
+    clock = Clock()
+    decisions = run(idle_revision(clock, config={"enable-scale-to-zero": "false"}), clock, until=100.0, ready=1)
+    assert decisions[100.0].reason == "scale to zero is disabled (enable-scale-to-zero)"
+
+
+def test_given_a_stable_load_then_the_reason_gives_the_kpa_mode_and_values():
+    clock = Clock()
+    decision = run(scaler(clock), clock, until=80.0, concurrency=350.0)[80.0]
+    assert decision.reason == "kpa (stable): concurrency 350 stable, 350 panic, target 70 per instance"
+    assert decision.excess_burst_capacity == 5 * 100 - 211 - 350
+
+
+def test_given_a_surge_then_the_reason_says_panic():
+    clock = Clock()
+    revision = scaler(clock)
+    revision.record_traffic(0.0, 700.0, 700)
+    decision = revision.decide(0.0, 2, True)
+    assert decision.reason == "kpa (panic): concurrency 700 stable, 700 panic, target 70 per instance"
+
+
+def test_given_a_routable_revision_then_one_decision_scales_down_by_at_most_half():
+    clock = Clock()
+    revision = scaler(clock)
+    revision.decide(0.0, 10, True)
+    revision.record_traffic(70.0, 10.0, 10)
+    assert revision.decide(70.0, 10, True).desired == 5  # max-scale-down-rate 2
+
+
+@pytest.mark.parametrize(
+    ("knobs", "ready", "concurrency", "desired", "reason"),
+    [
+        ({"min_scale": "2"}, 2, 140.0, 2, "kpa (stable): concurrency 140 stable, 140 panic, target 70 per instance"),
+        ({"max_scale": "3"}, 3, 210.0, 3, "kpa (stable): concurrency 210 stable, 210 panic, target 70 per instance"),
+        ({"max_scale": "1"}, 1, 210.0, 1, "max-scale 1"),
+        ({"min_scale": "3", "initial_scale": "3"}, 0, 0.0, 3, "min-scale 3"),
+        ({"min_scale": "4", "schedule": "CRON_TZ=UTC 0 9 * * * for 1h: 4"}, 4, 0.0, 4, "min-scale 4"),
+    ],
+    ids=["traffic asks exactly min-scale", "exactly max-scale", "max-scale 1", "initial equal to min",
+         "schedule equal to min"],
+)  # fmt: skip
+def test_given_a_bound_equal_to_what_is_asked_then_the_reason_names_the_rule_that_decided(
+    knobs, ready, concurrency, desired, reason
+):
+    clock = Clock(MONDAY_0930_UTC)
+    revision = scaler(clock, **knobs)
+    revision.record_traffic(clock.now, concurrency, int(concurrency))
+    decision = revision.decide(clock.now, ready, True)
+    assert (decision.desired, decision.reason) == (desired, reason)
+
+
+@pytest.mark.parametrize(
+    ("knobs", "desired", "reason"),
+    [({}, 1, "class hpa never scales to zero"), ({"min_scale": "1"}, 1, "min-scale 1")],
+)
+def test_given_class_hpa_at_zero_then_the_reason_names_the_rule_that_keeps_one(knobs, desired, reason):
+    clock = Clock()
+    revision = scaler(clock, **{"class": "hpa"}, **knobs)
+    revision.decide(0.0, 1, True)  # initial-scale reached
+    decision = revision.decide(2.0, 0, True)
+    assert (decision.desired, decision.reason) == (desired, reason)
+
+
+@pytest.mark.parametrize(
+    ("cpu", "reason", "value"),
+    [(160.0, "hpa: cpu 160.0 per instance, target 80", 160.0), (None, "hpa: cpu unknown per instance, target 80", 0.0)],
+    ids=["measured", "not yet measured"],
+)
+def test_given_class_hpa_then_the_decision_reports_usage_no_panic_and_no_burst_capacity(cpu, reason, value):
+    clock = Clock()
+    revision = scaler(clock, **{"class": "hpa"})
+    if cpu is not None:
+        revision.record_usage(0.0, cpu_percent=cpu, memory_mib=100.0)
+    decision = revision.decide(0.0, 4, True)
+    assert (decision.reason, decision.panic, decision.stable_value, decision.panic_value) == (
+        reason,
+        False,
+        value,
+        value,
+    )
+    assert decision.excess_burst_capacity == 0
+
+
+def test_given_a_request_served_from_zero_then_back_at_zero_nothing_is_asked_for_until_the_next_request():
+    clock = Clock()
+    revision = at_zero(clock)
+    revision.poke(clock.now)  # t=100
+    revision.decide(clock.now, 0, True)
+    decisions = run(revision, clock, until=220.0, ready=1)  # one instance up from t=102, back to zero at t=192
+    assert [decisions[t].desired for t in (190.0, 192.0, 194.0, 220.0)] == [1, 0, 0, 0]

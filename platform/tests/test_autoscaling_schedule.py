@@ -82,3 +82,19 @@ def test_a_bad_entry_is_named_with_what_is_wrong(text, message):
     with pytest.raises(InvalidSchedule) as error:
         parse_schedule(text)
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize(("duration", "valid"), [("0s", False), ("1s", True)])
+def test_given_a_window_of_0s_or_1s_then_only_the_one_longer_than_0s_is_valid(duration, valid):
+    text = f"0 9 * * * for {duration}: 3"
+    if valid:
+        assert parse_schedule(text).entries[0].duration == 1.0
+    else:
+        with pytest.raises(InvalidSchedule, match="must be longer than 0s"):
+            parse_schedule(text)
+
+
+def test_given_half_a_minute_before_the_firing_minute_then_the_window_is_not_open_yet():
+    schedule = parse_schedule("CRON_TZ=UTC 1 9 * * * for 8h: 3")
+    assert schedule.min_scale(at(2, 9, 0) + 30) == 0
+    assert schedule.min_scale(at(2, 9, 1) + 30) == 3

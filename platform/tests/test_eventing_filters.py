@@ -56,3 +56,69 @@ def test_each_dialect_passes_exactly_the_events_it_describes(attributes, filters
 def test_a_malformed_filter_names_its_path(filters, message):
     with pytest.raises(InvalidFilter, match=message):
         compile_trigger_filter(None, filters)
+
+
+# --- Near misses: one character off, each dialect --------------------------------------------------
+
+CREATED = {"type": "com.shop.order.created", "source": "/shop/eu", "id": "7"}
+
+
+@pytest.mark.parametrize(
+    ("expression", "passes"),
+    [
+        ({"exact": {"type": "com.shop.order.created"}}, True),
+        ({"exact": {"type": "com.shop.order.create"}}, False),  # a prefix is not equal
+        ({"exact": {"type": "Com.shop.order.created"}}, False),  # case counts
+        ({"prefix": {"type": "com.shop.order.created"}}, True),  # the whole value is a prefix of itself
+        ({"prefix": {"type": "om.shop"}}, False),
+        ({"prefix": {"type": "com.shop.order.created."}}, False),  # one character longer
+        ({"suffix": {"type": "com.shop.order.created"}}, True),
+        ({"suffix": {"type": "create"}}, False),
+        ({"suffix": {"type": "xcom.shop.order.created"}}, False),
+        ({"prefix": {"subject": "o"}}, False),  # an attribute the event lacks matches nothing
+        ({"all": [{"prefix": {"type": "com.shop"}}, {"exact": {"id": "8"}}]}, False),  # one part fails
+        ({"any": [{"exact": {"id": "8"}}, {"exact": {"id": "9"}}]}, False),  # no part passes
+        ({"any": [{"exact": {"id": "8"}}, {"exact": {"id": "7"}}]}, True),  # the last part passes
+        ({"not": {"exact": {"id": "7"}}}, False),
+        ({"not": {"exact": {"id": "8"}}}, True),
+    ],
+)
+def test_given_a_dialect_then_a_value_one_character_off_does_not_pass(expression, passes):
+    assert compile_trigger_filter(None, [expression])(CREATED) is passes
+
+
+@pytest.mark.parametrize(
+    ("attributes", "passes"),
+    [
+        ({"id": "7"}, True),
+        ({"id": "77"}, False),
+        ({"id": ""}, True),
+        ({"subject": ""}, True),
+        ({"subject": "7"}, False),
+    ],
+)
+def test_given_attribute_filters_then_only_exact_values_or_the_empty_any_pass(attributes, passes):
+    assert compile_trigger_filter(attributes, None)(CREATED) is passes
+
+
+@pytest.mark.parametrize("value", ["exact", {"exact": {"id": "7"}}], ids=["a string", "an object"])
+@pytest.mark.parametrize("dialect", ["all", "any"])
+def test_given_all_or_any_with_something_other_than_a_list_then_it_is_refused(dialect, value):
+    with pytest.raises(InvalidFilter, match=rf"^spec.filters\[0\].{dialect}: must be a list of one or more filter"):
+        compile_trigger_filter(None, [{dialect: value}])
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        (
+            {"like": {"type": "x"}},
+            "spec.filters[0]: unknown dialect 'like'; use one of exact, prefix, suffix, all, any, not",
+        ),
+        ({}, "spec.filters[0]: must have exactly one dialect of exact, prefix, suffix, all, any, not; got {}"),
+    ],
+)
+def test_given_no_known_dialect_then_the_message_lists_the_dialects(expression, message):
+    with pytest.raises(InvalidFilter) as raised:
+        compile_trigger_filter(None, [expression])
+    assert str(raised.value) == message

@@ -58,3 +58,52 @@ def test_another_domain_can_be_used():
     table.set_route("hello", "shop", {"hello-00001": 100}, {}, cluster_local=False)
     assert table.host_of("hello", "shop", "beta") == "beta-hello.shop.example.com"
     assert table.match("hello.shop.example.com") is not None
+
+
+def test_given_a_route_set_again_with_the_same_split_then_the_round_robin_goes_on_where_it_was():
+    table = RouteTable()
+    table.set_route("hello", "default", {"a": 50, "b": 50}, {}, cluster_local=False)
+    assert table.match("hello.default.localhost").split.pick() == "a"
+    table.set_route("hello", "default", {"a": 50, "b": 50}, {}, cluster_local=False)
+    assert table.match("hello.default.localhost").split.pick() == "b"
+
+
+def test_given_a_route_that_was_not_ready_when_it_becomes_ready_with_the_same_split_then_the_reason_is_gone():
+    table = RouteTable()
+    table.set_route("hello", "default", {}, {}, cluster_local=False, not_ready="no ready Revision yet")
+    assert table.match("hello.default.localhost").not_ready == "no ready Revision yet"
+    table.set_route("hello", "default", {}, {}, cluster_local=False)
+    assert table.match("hello.default.localhost").not_ready == ""
+
+
+def test_given_a_route_then_its_entry_names_service_namespace_and_visibility():
+    table = RouteTable()
+    table.set_route("worker", "jobs", {"worker-00001": 100}, {}, cluster_local=True, not_ready="")
+    entry = table.service_route("worker", "jobs")
+    assert (entry.service, entry.namespace, entry.cluster_local, entry.not_ready) == ("worker", "jobs", True, "")
+    table.set_route("hello", "default", {"hello-00001": 100}, {"beta": "hello-00001"}, cluster_local=False)
+    tagged = table.match("beta-hello.default.localhost")
+    assert (tagged.service, tagged.namespace, tagged.cluster_local) == ("hello", "default", False)
+
+
+def test_given_a_removed_service_then_its_hosts_and_route_are_gone_and_others_stay():
+    table = RouteTable()
+    table.set_route("hello", "default", {"hello-00001": 100}, {"beta": "hello-00001"}, cluster_local=False)
+    table.set_route("cart", "default", {"cart-00001": 100}, {}, cluster_local=False)
+    table.remove_service("hello", "default")
+    assert table.known_hosts() == ["cart.default.localhost"]
+    assert table.service_route("hello", "default") is None
+    assert table.service_route("cart", "default") is not None
+
+
+def test_given_a_host_with_two_port_separators_then_it_matches_no_route():
+    table = RouteTable()
+    table.set_route("hello", "default", {"hello-00001": 100}, {}, cluster_local=False)
+    assert table.match("hello.default.localhost:8080:80") is None
+
+
+def test_given_a_service_that_has_no_route_when_it_is_removed_then_nothing_happens():
+    table = RouteTable()
+    table.set_route("hello", "default", {"hello-00001": 100}, {}, cluster_local=False)
+    table.remove_service("never-applied", "default")
+    assert table.known_hosts() == ["hello.default.localhost"]

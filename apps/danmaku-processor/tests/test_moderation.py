@@ -2,7 +2,7 @@
 
 import pytest
 
-from danmaku_processor.moderation import WordList, moderate
+from danmaku_processor.moderation import Verdict, WordList, moderate
 
 WORDS = WordList(mask=("spam", "idiot", "stupid", "傻瓜", "バカ"), reject=("kill yourself", "死ね"))
 
@@ -54,3 +54,16 @@ def test_a_reject_word_blocks_the_comment(text):
 
 def test_a_reject_word_blocks_even_when_mask_words_are_present():
     assert moderate("spam and 死ね", WORDS).blocked
+
+
+def test_given_a_mask_word_that_overlaps_itself_one_character_on_then_every_character_is_starred():
+    # "www" is laughter in Japanese chat; "wwww" holds it at 0 and at 1.
+    assert moderate("wwww lol", WordList(mask=("www",))).text == "**** lol"
+
+
+def test_given_a_reject_word_then_the_verdict_blocks_and_keeps_the_text_as_sent():
+    assert moderate("just KILL YOURSELF", WORDS) == Verdict(text="just KILL YOURSELF", blocked=True)
+
+
+def test_given_only_mask_words_then_the_verdict_does_not_block():
+    assert moderate("what an IDIOT", WORDS) == Verdict(text="what an *****", blocked=False)

@@ -110,9 +110,13 @@ def _duration(minimum: float, maximum: float | None = None, *, whole_seconds: bo
 
 
 def _positive_duration(text: str) -> float:
-    seconds = _duration(0.0)(text)
+    allowed = f"must be a duration longer than 0s, like {EXAMPLES}"  # "at least 0s" would invite 0s
+    try:
+        seconds = _duration(0.0)(text)
+    except ValueError:
+        raise ValueError(allowed) from None
     if seconds <= 0:
-        raise ValueError(f"must be a duration longer than 0s, like {EXAMPLES}")
+        raise ValueError(allowed)
     return seconds
 
 
