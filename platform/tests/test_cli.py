@@ -96,7 +96,7 @@ def test_knit_dev_starts_everything_prints_the_url_and_leaves_nothing_behind_on_
         assert len(children) >= 3  # the broker, the service, the dispatcher
     finally:
         assert dev.stop() == 0
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 60  # they are stopping: the wait only catches one that never exits
     while any(alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [pid for pid in children if alive(pid)] == []
@@ -218,3 +218,42 @@ def test_render_prints_the_derived_objects_without_starting_anything(project):
         {"revisionName": "hello-00001", "percent": 100, "latestRevision": True}
     ]
     assert not (project / ".knit").exists()
+
+
+@pytest.mark.parametrize(
+    ("annotation", "value", "problem"),
+    [
+        ("window", "1s", 'must be a duration from 6s to 1h, like "60s", "1m30s", "500ms", "1h"; got "1s"'),
+        ("target-utilization-percentage", "150", 'must be a number from 1 to 100; got "150"'),
+    ],
+)
+def test_apply_refuses_a_bad_autoscaling_annotation_naming_its_field_and_changes_nothing(
+    project, annotation, value, problem
+):
+    # Given knit dev running the Service's first Revision
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    dev = KnitDev(project / "manifests", cwd=project, env=env)
+    try:
+        url = dev.wait_ready()
+        control = ("--control", dev.control)
+
+        # When a new template with an annotation out of its range is applied
+        documents = list(yaml.safe_load_all(textwrap.dedent(MANIFEST)))
+        template = documents[0]["spec"]["template"]
+        template["metadata"] = {"annotations": {f"autoscaling.knit.dev/{annotation}": value}}
+        template["spec"]["containers"][0]["image"] = "hello:v2"
+        (project / "bad.yaml").write_text(yaml.safe_dump_all(documents))
+        code, output = run_knit("apply", "-f", "bad.yaml", *control, cwd=project)
+
+        # Then it is refused with the field path, the value and the allowed range ...
+        assert code == 2
+        assert output.splitlines() == [
+            "knit: nothing was applied:",
+            "  Service default/hello: spec.template.metadata.annotations: "
+            f"autoscaling.knit.dev/{annotation}: {problem}",
+        ]
+        # ... and nothing changed: one Revision, still serving
+        assert [r["name"] for r in dev.describe("hello")["revisions"]] == ["hello-00001"]
+        assert through_gateway(url).status_code == 200
+    finally:
+        dev.stop()

@@ -123,7 +123,8 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, st
 
 async def closed_by_peer(reader: asyncio.StreamReader) -> bytes:
     """Everything the peer sends until it closes the connection."""
-    with contextlib.suppress(ConnectionResetError):
+    # A reset ends it too; a write of ours may have met the reset first (EPIPE, stored on the stream).
+    with contextlib.suppress(ConnectionResetError, BrokenPipeError):
         return await asyncio.wait_for(reader.read(), HANG)
     return b""
 

@@ -67,7 +67,12 @@ def test_a_killed_dispatcher_is_started_again_and_delivers_what_came_after(kafka
         while not {"after-1", "after-2"} <= set(sink.ids()) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert set(sink.ids()) == {"before", "after-1", "after-2"}
-        (restarted,) = running._in_loop(running.runtime.adapters)
+        # The runtime counts the restart once its probe saw the new process ready, which can be
+        # after that process delivered: wait for the count (only a hang takes 60 s).
+        deadline = time.monotonic() + 60
+        while (restarted := running._in_loop(running.runtime.adapters)[0])["restarts"] == 0:
+            assert time.monotonic() < deadline, restarted
+            time.sleep(0.05)
         assert restarted["restarts"] == 1
         assert restarted["pid"] != dispatcher["pid"]
         assert restarted["port"] == dispatcher["port"]  # its address stays what it was

@@ -31,8 +31,8 @@ from knit.kafka.settings import CONSUMER_GROUP_SETTINGS
 
 pytestmark = pytest.mark.integration
 
-STARTUP_SECONDS = 20
-WAIT_SECONDS = 10
+STARTUP_SECONDS = 60  # these two only catch a hang: every wait ends on what it waits for
+WAIT_SECONDS = 30
 BURST = 3
 MAX_CONNECTIONS = 3
 MAX_CONTENT_LENGTH = 4096
@@ -66,7 +66,7 @@ def web(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
             try:
                 if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or no worker yet
                 pass
             if time.monotonic() > deadline or process.poll() is not None:
                 pytest.fail(f"danmaku-web did not become ready at {base}; its log:\n{log.read_text()[-3000:]}")

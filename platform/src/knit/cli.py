@@ -68,7 +68,10 @@ async def _serve(manifests: Manifests, runtime: LocalRuntime, control_port: int,
         settle = asyncio.create_task(runtime.wait_settled(runtime.options.ready_timeout))
         await asyncio.wait({settle, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
         if stopping.is_set():
+            settle.cancel()
             return 0
+        if settle.exception() is not None:  # the banner says which Services are not ready
+            print(f"knit dev: {settle.exception()}", flush=True)
         _print_banner(runtime, port, kafka_note)
         await stopping.wait()
         return 0

@@ -21,6 +21,10 @@ from knit.resources import load_manifests
 from knit.runtimes.local.processes import LogSink
 from knit.runtimes.local.runtime import LocalRuntime, Options
 
+# How long the wait_* helpers wait by default: long enough that only a hang reaches it, on a loaded
+# machine too (make test-stressed). Speed is bench/'s business, not the tests'.
+HANG = 60.0
+
 
 @dataclass
 class ReceivedEvent:
@@ -71,7 +75,7 @@ class EventSink:
         with self._lock:
             return [event.id for event in self.events]
 
-    def wait_for(self, count: int, timeout: float = 30.0) -> list[ReceivedEvent]:
+    def wait_for(self, count: int, timeout: float = HANG) -> list[ReceivedEvent]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
@@ -110,13 +114,19 @@ class RunningManifests:
         self._thread.start()
         self._call(self.runtime.start())
         self._call(self.runtime.apply(self.manifests))
-        self._call(self.runtime.wait_settled(60))
+        self._settle()
 
     def apply(self, paths: list[Path]) -> list[str]:
         """Apply more manifests, as `knit apply -f` does; returns a line per change."""
         changes = self._call(self.runtime.apply(load_manifests(paths)))
-        self._call(self.runtime.wait_settled(60))
+        self._settle()
         return changes
+
+    def _settle(self) -> None:
+        """Every latest Revision ready or failed. An instance that is not ready in ready_timeout
+        fails its Revision, so only a hang takes longer; then TimeoutError names the Revisions."""
+        timeout = self.runtime.options.ready_timeout + 30
+        self._call(self.runtime.wait_settled(timeout), timeout + 30)
 
     def url(self, service: str) -> str:
         """The Service's cluster-local address: through the gateway, whatever the Host."""
@@ -370,7 +380,7 @@ class ScriptedSink:
                 order.setdefault(where[0], []).append(where[1])
         return order
 
-    def wait_for_ids(self, ids: Any, timeout: float = 30.0) -> list[ReceivedEvent]:
+    def wait_for_ids(self, ids: Any, timeout: float = HANG) -> list[ReceivedEvent]:
         """Wait until every id in `ids` was accepted at least once; the accepted events so far."""
         wanted = set(ids)
         deadline = time.monotonic() + timeout
@@ -384,7 +394,7 @@ class ScriptedSink:
                 raise AssertionError(f"{len(missing)} of {len(wanted)} events not delivered in {timeout}s: {example}")
             time.sleep(0.02)
 
-    def wait_for(self, count: int, timeout: float = 30.0) -> list[ReceivedEvent]:
+    def wait_for(self, count: int, timeout: float = HANG) -> list[ReceivedEvent]:
         """Wait until `count` deliveries were accepted (duplicates count)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -430,7 +440,7 @@ class DispatcherProcess:
         self._env = {**os.environ, **(env or {}), CONFIG_ENV: config.to_json(), "PORT": str(self.port)}
         self._python = python
 
-    def start(self, *, wait_ready: bool = True, timeout: float = 30.0, args: tuple[str, ...] = ()) -> DispatcherProcess:
+    def start(self, *, wait_ready: bool = True, timeout: float = HANG, args: tuple[str, ...] = ()) -> DispatcherProcess:
         """Start the process; `args` go between the interpreter and `-m` (e.g. cProfile's)."""
         from knit.runtimes.local.processes import die_with_parent
 
@@ -471,7 +481,7 @@ class DispatcherProcess:
         except (OSError, ValueError):
             return None
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = HANG) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             answer = self.readyz()

@@ -514,14 +514,19 @@ class LocalRuntime:
                 self._decide(name, now)
 
     async def wait_settled(self, timeout: float) -> None:
-        """Wait until every Service's latest Revision is ready or has failed."""
+        """Wait until every Service's latest Revision is ready or has failed; TimeoutError, naming
+        the Revisions still undecided, when that takes longer than `timeout` seconds."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if all(
-                self.state.health.get(r.latest_created.name, RevisionHealth(None)).ready is not None
+        while True:
+            unsettled = [
+                r.latest_created.name
                 for r in self.state.records.values()
-            ):
+                if self.state.health.get(r.latest_created.name, RevisionHealth(None)).ready is None
+            ]
+            if not unsettled:
                 return
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"not ready nor failed after {timeout:g}s: {', '.join(sorted(unsettled))}")
             await asyncio.sleep(0.05)
 
 
