@@ -52,10 +52,10 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from knit.eventing.delivery import DeliveryPolicy
 from knit.eventing.dispatcher import DispatcherConfig
+from knit.host import die_with_parent, free_port
 from knit.kafka.admin import ensure_topics
-from knit.kafka.embedded import EmbeddedBroker, free_port
+from knit.kafka.embedded import EmbeddedBroker
 from knit.kafka.settings import BOOTSTRAP_ENV, CONSUMER_GROUP_SETTINGS
-from knit.runtimes.local.processes import die_with_parent
 from knit.testing.harness import DispatcherProcess
 
 PARTITIONS = 4

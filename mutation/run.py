@@ -73,7 +73,7 @@ PACKAGES = (
             "src/knit/eventing/filters.py",
             "src/knit/eventing/delivery.py",
             "src/knit/eventing/conversion.py",
-            "src/knit/resources/validation.py",
+            "src/knit/admission.py",
             "src/knit/resources/model.py",
         ),
         tests=(

@@ -248,8 +248,8 @@ def test_apply_refuses_a_bad_autoscaling_annotation_naming_its_field_and_changes
         # Then it is refused with the field path, the value and the allowed range ...
         assert code == 2
         assert output.splitlines() == [
-            "knit: nothing was applied:",
-            "  Service default/hello: spec.template.metadata.annotations: "
+            "knit: the manifests have problems, nothing was applied:",
+            "  bad.yaml[0] (Service hello): spec.template.metadata.annotations: "
             f"autoscaling.knit.dev/{annotation}: {problem}",
         ]
         # ... and nothing changed: one Revision, still serving

@@ -19,8 +19,8 @@ import requests
 
 from knit.cli import main
 from knit.client import ControlError, call
+from knit.control_token import TOKEN_ENV, token_file, token_for
 from knit.runtimes.local.control import MAX_BODY
-from knit.runtimes.local.control_token import TOKEN_ENV, token_file, token_for
 from knit.testing.harness import KnitDev
 
 pytestmark = pytest.mark.integration

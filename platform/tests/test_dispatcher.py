@@ -8,8 +8,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from knit.eventing.delivery import DeliveryPolicy
 from knit.eventing.dispatcher import DispatcherConfig
+from knit.host import free_port
 from knit.kafka.admin import ensure_topics
-from knit.kafka.embedded import free_port
 from knit.testing.harness import DispatcherProcess, EventSink
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from knit.kafka.embedded import free_port
+from knit.host import free_port
 from knit.runtimes.local.forking import ForkedProcess, ForkServer, fork_entry, preloaded_modules
 from knit.runtimes.local.processes import LogSink
 from knit.runtimes.local.readiness import wait_until_ready

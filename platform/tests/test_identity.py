@@ -16,6 +16,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from knit.admission import load_manifests
 from knit.eventing.identity import (
     InvalidToken,
     Issuer,
@@ -25,7 +26,6 @@ from knit.eventing.identity import (
     source_identity,
     verify_token,
 )
-from knit.resources import load_manifests
 from knit.runtimes.local.oidc import TokenFiles
 from knit.runtimes.local.plan import Oidc, binding_for, dispatcher_config, instance_plan, ping_config, trigger_config
 from knit.serving.revisions import revision_for

@@ -12,7 +12,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from knit.resources import InvalidManifests, Manifests, load_manifests
+from knit.admission import load_manifests
+from knit.resources import InvalidManifests, Manifests
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -25,8 +25,7 @@ import pytest
 from knit.eventing import conversion
 from knit.eventing.delivery import DeliveryPolicy
 from knit.eventing.ping import CONFIG_ENV, PingConfig, after_firing, next_fire, ping_event, schedule_zone
-from knit.kafka.embedded import free_port
-from knit.runtimes.local.processes import die_with_parent
+from knit.host import die_with_parent, free_port
 from knit.testing.harness import Answer, ReceivedEvent, ScriptedSink
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from knit.resources import load_manifests
+from knit.admission import load_manifests
 from knit.resources.model import Destination
 from knit.runtimes.local.plan import (
     binding_for,

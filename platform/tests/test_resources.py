@@ -4,7 +4,8 @@ import textwrap
 
 import pytest
 
-from knit.resources import InvalidManifests, load_manifests
+from knit.admission import Context, load_manifests
+from knit.resources import InvalidManifests
 
 SERVICE = """
 apiVersion: {api}
@@ -191,7 +192,7 @@ def test_references_may_name_what_was_applied_before(tmp_path):
     )
     with pytest.raises(InvalidManifests, match="no Service 'earlier' exists"):
         load_manifests([path])
-    assert load_manifests([path], known={("Service", "default", "earlier")}).kafka_sources
+    assert load_manifests([path], Context(known={("Service", "default", "earlier")})).kafka_sources
 
 
 EVENTING = """

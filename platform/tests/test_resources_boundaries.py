@@ -4,6 +4,7 @@ that almost match, PingSource schedules at the 1s floor, and kinds that share a 
 import pytest
 from pydantic import ValidationError
 
+from knit.admission import schedule_problem, service_problems
 from knit.resources.model import (
     ConfigMap,
     ContainerPort,
@@ -17,7 +18,6 @@ from knit.resources.model import (
     api_group,
     same_kind,
 )
-from knit.resources.validation import schedule_problem, service_problems
 
 CONTAINER = {"image": "hello:1"}
 

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 import yaml
 
-from knit.resources import load_manifests
+from knit.admission import load_manifests
 from knit.runtimes.local.processes import LogSink
 from knit.runtimes.local.runtime import LocalRuntime, Options
 

@@ -26,7 +26,7 @@ import websocket
 from kafka import KafkaConsumer
 
 from danmaku_events import events
-from knit.kafka.embedded import free_port
+from knit.host import free_port
 from knit.kafka.settings import CONSUMER_GROUP_SETTINGS
 
 pytestmark = pytest.mark.integration

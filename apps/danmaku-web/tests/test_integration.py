@@ -20,7 +20,7 @@ from kafka import KafkaConsumer
 from danmaku_events import events
 from danmaku_events.comment import Comment
 from knit.eventing.identity import audience_of, service_identity
-from knit.kafka.embedded import free_port
+from knit.host import free_port
 from knit.kafka.settings import CONSUMER_GROUP_SETTINGS
 from knit.testing.identity import TestIssuer
 

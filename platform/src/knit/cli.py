@@ -15,14 +15,15 @@ from typing import Any
 
 import yaml
 
+from knit.admission import Context, load_manifests
 from knit.autoscaling.cli import add_parser as add_autoscaler_parser
 from knit.client import ControlError, call, control_url
+from knit.control_token import DEFAULT_PORT, TOKEN_ENV, token_file
 from knit.gateway import limits as gateway_limits
 from knit.kafka.embedded import EmbeddedBroker
 from knit.kafka.settings import BOOTSTRAP_ENV, KafkaUnavailable, wait_until_reachable
-from knit.resources.loading import InvalidManifests, Manifests, load_manifests
-from knit.runtimes.local.control import DEFAULT_PORT, serve_control
-from knit.runtimes.local.control_token import TOKEN_ENV, token_file
+from knit.resources.loading import InvalidManifests, Manifests
+from knit.runtimes.local.control import serve_control
 from knit.runtimes.local.processes import LogSink, ProcessFailed
 from knit.runtimes.local.runtime import LocalRuntime, Options
 from knit.serving.render import render_service
@@ -149,9 +150,13 @@ def _ready_of(status: dict[str, Any]) -> dict[str, str]:
 
 
 def apply(args: argparse.Namespace) -> int:
+    base = control_url(args.control)
     try:
-        load_manifests(args.filename)  # report file problems here, with the user's own paths
-        result = call(control_url(args.control), "POST", "/apply", {"paths": [str(p.resolve()) for p in args.filename]})
+        # Admitted here first, against the running knit dev's context, so problems name the
+        # user's own paths and quote the files (the control API admits again, without quoting).
+        answer = call(base, "GET", "/admission")
+        load_manifests(args.filename, Context({tuple(k) for k in answer["known"]}, answer["autoscaler"]))
+        result = call(base, "POST", "/apply", {"paths": [str(p.resolve()) for p in args.filename]})
     except InvalidManifests as error:
         return _problems("the manifests have problems, nothing was applied:", error.problems)
     except ControlError as error:

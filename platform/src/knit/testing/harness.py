@@ -16,8 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from knit.admission import load_manifests
 from knit.client import call as control_call
-from knit.resources import load_manifests
 from knit.runtimes.local.processes import LogSink
 from knit.runtimes.local.runtime import LocalRuntime, Options
 
@@ -118,7 +118,7 @@ class RunningManifests:
 
     def apply(self, paths: list[Path]) -> list[str]:
         """Apply more manifests, as `knit apply -f` does; returns a line per change."""
-        changes = self._call(self.runtime.apply(load_manifests(paths)))
+        changes = self._call(self.runtime.apply(load_manifests(paths, self.runtime.admission_context())))
         self._settle()
         return changes
 
@@ -431,7 +431,7 @@ class DispatcherProcess:
         env: dict[str, str] | None = None,
     ) -> None:
         from knit.eventing.dispatcher import CONFIG_ENV
-        from knit.kafka.embedded import free_port
+        from knit.host import free_port
 
         self.config = config
         self.port = port or free_port()
@@ -442,7 +442,7 @@ class DispatcherProcess:
 
     def start(self, *, wait_ready: bool = True, timeout: float = HANG, args: tuple[str, ...] = ()) -> DispatcherProcess:
         """Start the process; `args` go between the interpreter and `-m` (e.g. cProfile's)."""
-        from knit.runtimes.local.processes import die_with_parent
+        from knit.host import die_with_parent
 
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """The control API of a running `knit dev`, which the `knit` commands talk to.
 
-JSON over HTTP on 127.0.0.1: apply manifests, read Services, Revisions and Routes, change
-a Service's traffic, and Prometheus metrics at /metrics.
+JSON over HTTP on 127.0.0.1: apply manifests (and read what admission checks them against),
+read Services, Revisions and Routes, change a Service's traffic, and Prometheus metrics at /metrics.
 
 Applying a manifest runs its command as the user, so the API is guarded against the
 rest of the machine, web pages in a browser included:
@@ -35,9 +35,9 @@ from typing import Any
 import yaml
 from aiohttp import hdrs, web
 
-from knit.observability import CONTENT_TYPE_LATEST
-from knit.resources.loading import YAML_SUFFIXES, InvalidManifests, Manifests, load_manifests, manifest_files
-from knit.runtimes.local.control_token import (
+from knit.admission import Context, load_manifests
+from knit.control_token import (
+    DEFAULT_PORT,
     TOKEN_ENV,
     is_loopback_authority,
     new_token,
@@ -45,13 +45,13 @@ from knit.runtimes.local.control_token import (
     token_file,
     write_token_file,
 )
+from knit.observability import CONTENT_TYPE_LATEST
+from knit.resources.loading import YAML_SUFFIXES, InvalidManifests, Manifests, manifest_files
 from knit.runtimes.local.processes import ProcessFailed
 from knit.runtimes.local.runtime import LocalRuntime
 from knit.serving.state import InvalidApply
 from knit.serving.traffic import edit_traffic, static_problems
 
-DEFAULT_PORT = 8081
-CONTROL_URL_ENV = "KNIT_CONTROL_URL"
 MAX_BODY = 64 * 1024  # bytes in a request body: a list of paths or a traffic change
 MAX_MANIFEST_FILE = 1024 * 1024  # bytes in one manifest file read through the API
 IDLE_TIMEOUT = 15.0  # seconds a connection may sit without a complete request (aiohttp's keep-alive timer)
@@ -175,7 +175,7 @@ def _json_type(value: Any) -> str:
 # --- manifest paths: read with care, reported without content ------------------------------------
 
 
-def _manifests(paths: list[str], known: Any) -> Manifests:
+def _manifests(paths: list[str], context: Context) -> Manifests:
     if not paths:
         raise Refused(400, "invalid_body", "paths must name at least one manifest file or folder")
     problems = []
@@ -194,7 +194,7 @@ def _manifests(paths: list[str], known: Any) -> Manifests:
     if problems:
         raise Refused(422, "invalid_manifests", problems)
     try:
-        return load_manifests(files, known=known)
+        return load_manifests(files, context)
     except InvalidManifests as error:  # its lines quote values from the files: count them instead
         raise Refused(422, "invalid_manifests", _content_free(files, error.problems)) from None
 
@@ -248,7 +248,7 @@ def _content_free(files: list[Path], problems: list[str]) -> list[str]:
 def control_app(runtime: LocalRuntime, token: str) -> web.Application:
     async def apply(request: web.Request) -> web.Response:
         body = await _json_object(request, {"paths": '["/abs/path/app.yaml", "/abs/folder"]'})
-        manifests = _manifests(body.get("paths", []), runtime.known())
+        manifests = _manifests(body.get("paths", []), runtime.admission_context())
         try:
             changes = await runtime.apply(manifests)
         except InvalidApply as error:
@@ -262,6 +262,11 @@ def control_app(runtime: LocalRuntime, token: str) -> web.Application:
             return runtime.describe(namespace, name)
         except KeyError as error:
             raise Refused(404, "not_found", error.args[0]) from None
+
+    async def admission(_: web.Request) -> web.Response:
+        """What new manifests are admitted against, so `knit apply` checks them as this knit dev will."""
+        context = runtime.admission_context()
+        return web.json_response({"known": sorted(context.known), "autoscaler": context.autoscaler})
 
     async def services(_: web.Request) -> web.Response:
         return web.json_response({"services": runtime.services()})
@@ -304,6 +309,7 @@ def control_app(runtime: LocalRuntime, token: str) -> web.Application:
     app.add_routes(
         [
             web.post("/apply", apply),
+            web.get("/admission", admission),
             web.get("/services", services),
             web.get("/services/{namespace}/{name}", service),
             web.post("/services/{namespace}/{name}/traffic", update_traffic),

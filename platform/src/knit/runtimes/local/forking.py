@@ -22,7 +22,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from knit.runtimes.local.processes import LogSink, ProcessFailed, die_with_parent, pump_lines
+from knit.host import die_with_parent
+from knit.runtimes.local.processes import LogSink, ProcessFailed, pump_lines
 
 PRELOAD_ANNOTATION = "local.knit.dev/preload"
 MAX_MESSAGE = 1 << 20

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from knit.gateway.activator import Endpoint, RevisionBackend
-from knit.kafka.embedded import free_port
+from knit.host import free_port
 from knit.runtimes.local.forking import ForkedProcess, ForkServer
 from knit.runtimes.local.plan import HOST, ProcessPlan
 from knit.runtimes.local.processes import LogSink, Process, ProcessFailed, restart_delay

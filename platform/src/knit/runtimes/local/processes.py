@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import signal
 import sys
@@ -13,17 +12,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from knit.host import die_with_parent
+
 _COLORS = (36, 33, 35, 32, 34, 91, 96, 93)
 MAX_RESTART_DELAY = 30.0
-_PR_SET_PDEATHSIG = 1
-# Looked up once here: between fork and exec the child must not load libraries or take locks.
-_prctl = ctypes.CDLL(None).prctl if sys.platform == "linux" else None
-
-
-def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the kernel sends SIGTERM to the child if knit dies without cleaning up."""
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def restart_delay(failures_in_a_row: int) -> float:

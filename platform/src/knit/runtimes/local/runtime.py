@@ -23,7 +23,8 @@ from typing import Any
 
 import psutil
 
-from knit.autoscaling.knobs import AutoscalerConfig, InvalidKnob, parse_annotations, parse_config
+from knit.admission import Context, autoscaler_data
+from knit.autoscaling.knobs import AutoscalerConfig, parse_annotations, parse_config
 from knit.autoscaling.metrics import ConcurrencyMeter
 from knit.autoscaling.scaler import RevisionScaler
 from knit.eventing import dispatcher, identity, ingress, ping
@@ -32,8 +33,8 @@ from knit.gateway.activator import RevisionBackend
 from knit.gateway.limits import GatewayLimits
 from knit.gateway.proxy import Gateway
 from knit.gateway.routing import RouteTable
+from knit.host import free_port
 from knit.kafka.admin import ensure_topics
-from knit.kafka.embedded import free_port
 from knit.observability import Metrics
 from knit.resources.loading import Manifests
 from knit.resources.model import Broker, Resource, Service, SinkBinding, TrafficTarget
@@ -55,9 +56,8 @@ from knit.runtimes.local.plan import (
 )
 from knit.runtimes.local.processes import LogSink, ProcessFailed
 from knit.serving.revisions import Revision
-from knit.serving.state import Condition, InvalidApply, RevisionHealth, ServingState
+from knit.serving.state import Condition, RevisionHealth, ServingState
 
-AUTOSCALER_CONFIG_MAP = "config-autoscaler"
 # The platform's own processes: (module run with python -m, the variable holding its configuration)
 DISPATCHER = ("knit.eventing.dispatcher", dispatcher.CONFIG_ENV)
 INGRESS = ("knit.eventing.ingress", ingress.CONFIG_ENV)
@@ -112,6 +112,7 @@ class LocalRuntime:
         self.backends: dict[str, RevisionBackend] = {}
         self.revisions: dict[str, _RevisionParts] = {}
         self.autoscaler_config: AutoscalerConfig = parse_config({})
+        self._autoscaler_data: dict[str, str] = {}
         self.gateway = Gateway(
             self.routes,
             self.backends,
@@ -195,29 +196,18 @@ class LocalRuntime:
 
     # --- applying manifests --------------------------------------------------------------
 
-    async def apply(self, manifests: Manifests) -> list[str]:
-        """Apply Services, SinkBindings, KafkaSources and the autoscaler ConfigMap; all or nothing.
-        Returns a line per change."""
-        config = self.autoscaler_config
-        for config_map in manifests.config_maps:
-            if config_map.name == AUTOSCALER_CONFIG_MAP:
-                try:
-                    config = parse_config(config_map.data)
-                except InvalidKnob as error:
-                    raise InvalidApply([f"ConfigMap {config_map.name}: data.{error.key}: {error}"]) from None
-        changes = self.state.plan(manifests.services)
-        problems = []
-        for change in changes:
-            revision = change.new_revision
-            if revision:
-                try:
-                    parse_annotations(revision.annotations, revision.container_concurrency, config)
-                except InvalidKnob as error:
-                    problems.append(f"{change.service.describe()}: spec.template.metadata.annotations: {error}")
-        if problems:
-            raise InvalidApply(problems)
+    def admission_context(self) -> Context:
+        """What admission checks new manifests against: what is applied, and the autoscaler config."""
+        return Context(self.known(), dict(self._autoscaler_data))
 
-        self.autoscaler_config = config
+    async def apply(self, manifests: Manifests) -> list[str]:
+        """Apply admitted manifests (knit.admission.load_manifests with `admission_context()`):
+        Services, SinkBindings, sources, Brokers, Triggers and the autoscaler ConfigMap; all or
+        nothing. Returns a line per change."""
+        data = autoscaler_data(manifests.resources, self.admission_context())
+        config = parse_config(data)
+        changes = self.state.plan(manifests.services)
+        self.autoscaler_config, self._autoscaler_data = config, data
         self._bindings = [b for b in self._bindings if b.name not in {n.name for n in manifests.sink_bindings}]
         self._bindings += manifests.sink_bindings
         summary = []

@@ -1,4 +1,5 @@
-"""The control API's token file: where `knit dev` leaves its URL and bearer token, and how the
+"""How the knit commands find a running `knit dev`: its control API's default port and URL
+variable, and its token file: where `knit dev` leaves its URL and bearer token, and how the
 knit commands (and tests) find them.
 
 Like a kubeconfig: one JSON file per control port, `~/.knit/control/<port>.json` holding
@@ -25,6 +26,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+DEFAULT_PORT = 8081  # where knit dev serves its control API unless told otherwise
+CONTROL_URL_ENV = "KNIT_CONTROL_URL"  # which knit dev the commands talk to
 TOKEN_ENV = "KNIT_CONTROL_TOKEN"
 LOOPBACK_NAMES = frozenset(("127.0.0.1", "localhost", "::1"))
 
