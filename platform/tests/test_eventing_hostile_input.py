@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from knit.admission import load_manifests
+from knit.control.desired import dispatcher_config
 from knit.eventing.conversion import InvalidRecord, Record, Request, to_request
 from knit.eventing.ingress import CONFIG_ENV, MAX_BODY, IngressConfig, InvalidEvent, parse_event
 from knit.host import free_port
 from knit.kafka.admin import ensure_topics
-from knit.runtimes.local.plan import dispatcher_config
 from knit.testing.harness import DispatcherProcess, ScriptedSink
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

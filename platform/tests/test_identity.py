@@ -17,6 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from knit.admission import load_manifests
+from knit.control.desired import Oidc, binding_for, dispatcher_config, ping_config, trigger_config
 from knit.eventing.identity import (
     InvalidToken,
     Issuer,
@@ -27,7 +28,7 @@ from knit.eventing.identity import (
     verify_token,
 )
 from knit.runtimes.local.oidc import TokenFiles
-from knit.runtimes.local.plan import Oidc, binding_for, dispatcher_config, instance_plan, ping_config, trigger_config
+from knit.runtimes.local.plan import instance_plan
 from knit.serving.revisions import revision_for
 
 NOW = 1_767_000_000.0

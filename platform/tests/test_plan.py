@@ -6,14 +6,9 @@ import textwrap
 import pytest
 
 from knit.admission import load_manifests
+from knit.control.desired import binding_for, dispatcher_config, resolve_destination
 from knit.resources.model import Destination
-from knit.runtimes.local.plan import (
-    binding_for,
-    dispatcher_config,
-    expand_references,
-    instance_plan,
-    resolve_destination,
-)
+from knit.runtimes.local.plan import expand_references, instance_plan
 from knit.serving.revisions import revision_for
 
 MANIFESTS = """

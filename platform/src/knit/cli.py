@@ -22,7 +22,8 @@ from knit.control_token import DEFAULT_PORT, TOKEN_ENV, token_file
 from knit.gateway import limits as gateway_limits
 from knit.kafka.embedded import EmbeddedBroker
 from knit.kafka.settings import BOOTSTRAP_ENV, KafkaUnavailable, wait_until_reachable
-from knit.resources.loading import InvalidManifests, Manifests
+from knit.resources.loading import InvalidManifests, Manifests, read_manifests
+from knit.resources.model import KINDS
 from knit.runtimes.local.control import serve_control
 from knit.runtimes.local.processes import LogSink, ProcessFailed
 from knit.runtimes.local.runtime import LocalRuntime, Options
@@ -162,6 +163,54 @@ def apply(args: argparse.Namespace) -> int:
     except ControlError as error:
         return _problems("nothing was applied:", error.problems)
     print("\n".join(result["changes"]))
+    return 0
+
+
+def _delete(base: str, objects: list[str]) -> int:
+    try:
+        result = call(base, "POST", "/delete", {"objects": objects})
+    except ControlError as error:
+        return _problems("nothing was deleted:", error.problems)
+    print("\n".join(result["changes"]))
+    return 0
+
+
+def delete(args: argparse.Namespace) -> int:
+    """`knit delete -f FILES` (what the files define) or `knit delete KIND NAME`, as kubectl."""
+    base = control_url(args.control)
+    if args.filename:
+        if args.kind or args.name:
+            return _fail("name objects either with -f FILES or as KIND NAME, not both", 2)
+        try:
+            known = {tuple(k) for k in call(base, "GET", "/admission")["known"]}
+            manifests = read_manifests(args.filename, known)
+        except InvalidManifests as error:
+            return _problems("the manifests have problems, nothing was deleted:", error.problems)
+        except ControlError as error:
+            return _problems("nothing was deleted:", error.problems)
+        return _delete(base, [f"{r.kind}/{r.namespace}/{r.name}" for r in manifests.resources])
+    if not (args.kind and args.name):
+        return _fail("name what to delete: -f FILES, or KIND NAME (e.g. `knit delete kafkasource feed`)", 2)
+    kind = next((k for k in KINDS if k.lower() == args.kind.lower()), None)
+    if kind is None:
+        return _fail(f"unknown kind {args.kind!r}; knit knows {', '.join(KINDS)}", 2)
+    return _delete(base, [f"{kind}/{args.namespace}/{args.name}"])
+
+
+def service_delete(args: argparse.Namespace) -> int:
+    return _delete(control_url(args.control), [f"Service/{args.namespace}/{args.name}"])
+
+
+def eventing_list(args: argparse.Namespace) -> int:
+    try:
+        resources = call(control_url(args.control), "GET", "/eventing")["resources"]
+    except ControlError as error:
+        return _problems("cannot list the eventing objects:", error.problems, 1)
+    rows = [["KIND", "NAME", "READY", "REASON", "MESSAGE"]]
+    for row in resources:
+        ready = row["ready"]
+        rows.append([row["kind"], row["name"], ready["status"], ready["reason"], ready["message"]])
+    print(_table(rows))
     return 0
 
 
@@ -340,6 +389,15 @@ def parser() -> argparse.ArgumentParser:
     _add_control(apply_)
     apply_.set_defaults(handler=apply)
 
+    delete_ = commands.add_parser("delete", help="delete objects from a running knit dev: -f FILES, or KIND NAME")
+    delete_.add_argument("kind", nargs="?", help="e.g. service, kafkasource, pingsource, broker, trigger")
+    delete_.add_argument("name", nargs="?")
+    delete_.add_argument("-n", "--namespace", default="default")
+    delete_.add_argument("-f", "--filename", action="append", type=Path,
+                         help="delete what these manifest files or folders define (repeatable)")  # fmt: skip
+    _add_control(delete_)
+    delete_.set_defaults(handler=delete)
+
     render_ = commands.add_parser("render", help="print the Configurations, Revisions and Routes manifests derive")
     _add_files(render_)
     render_.add_argument("--port", type=int, default=8080, help="the gateway port to write into URLs")
@@ -359,6 +417,16 @@ def parser() -> argparse.ArgumentParser:
     update.add_argument("--tag", action="append", default=[], help="REF=TAG: give a Revision (or @latest) a tag")
     update.add_argument("--untag", action="append", default=[], help="TAG: remove a tag")
     update.set_defaults(handler=service_update)
+    remove = service.add_parser("delete", help="delete a Service with its Revisions and Route")
+    _add_service_name(remove)
+    remove.set_defaults(handler=service_delete)
+
+    eventing = commands.add_parser("eventing", help="Brokers, Triggers and sources").add_subparsers(
+        dest="action", required=True
+    )
+    eventing_listing = eventing.add_parser("list", help="list Brokers, Triggers and sources with their Ready state")
+    _add_control(eventing_listing)
+    eventing_listing.set_defaults(handler=eventing_list)
 
     revision = commands.add_parser("revision", help="Revisions").add_subparsers(dest="action", required=True)
     revisions = revision.add_parser("list", help="list Revisions")

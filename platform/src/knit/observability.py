@@ -6,6 +6,8 @@ the Service and Revision, as Knative's own metrics label them.
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -57,6 +59,14 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.gateway = GatewayMetrics(self.registry)
         self.autoscaler = AutoscalerMetrics(self.registry)
+
+    def forget_revision(self, service: str, revision: str) -> None:
+        """Drop a deleted Revision's gauges (its request counts stay: they happened)."""
+        autoscaler = self.autoscaler
+        for gauge in (self.gateway.in_flight, autoscaler.desired, autoscaler.actual, autoscaler.panic,
+                      autoscaler.stable, autoscaler.panic_value):  # fmt: skip
+            with contextlib.suppress(KeyError):
+                gauge.remove(service, revision)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -106,6 +106,14 @@ class ServingState:
         self.commit(changes)
         return changes
 
+    def remove(self, namespace: str, name: str) -> ServiceRecord:
+        """Forget a Service with its Configuration, Revisions and Route (KeyError if unknown)."""
+        record = self.record(namespace, name)
+        del self.records[(namespace, name)]
+        for revision in record.revisions:
+            self.health.pop(revision.name, None)
+        return record
+
     def update_traffic(self, namespace: str, name: str, traffic: list[TrafficTarget]) -> None:
         """Replace a Service's traffic block, as `kn service update --traffic` does."""
         record = self.record(namespace, name)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from knit.runtimes.local.plan import HOST, ProcessPlan
+from knit.host import HOST
+from knit.runtimes.local.plan import ProcessPlan
 from knit.runtimes.local.processes import LogSink, Process, ProcessFailed, restart_delay
 from knit.runtimes.local.readiness import NotReady, wait_until_ready
 

@@ -1,7 +1,8 @@
 """The control API of a running `knit dev`, which the `knit` commands talk to.
 
 JSON over HTTP on 127.0.0.1: apply manifests (and read what admission checks them against),
-read Services, Revisions and Routes, change a Service's traffic, and Prometheus metrics at /metrics.
+delete objects, read Services, Revisions, Routes and the eventing objects, change a Service's
+traffic, and Prometheus metrics at /metrics.
 
 Applying a manifest runs its command as the user, so the API is guarded against the
 rest of the machine, web pages in a browser included:
@@ -263,6 +264,26 @@ def control_app(runtime: LocalRuntime, token: str) -> web.Application:
         except KeyError as error:
             raise Refused(404, "not_found", error.args[0]) from None
 
+    async def delete(request: web.Request) -> web.Response:
+        body = await _json_object(request, {"objects": '["KIND/NAMESPACE/NAME", ...]'})
+        identities, problems = [], []
+        for text in body.get("objects", []):
+            parts = text.split("/")
+            if len(parts) != 3 or not all(parts):
+                problems.append(f"{text!r}: name an object as KIND/NAMESPACE/NAME, e.g. Service/default/hello")
+            else:
+                identities.append((parts[0], parts[1], parts[2]))
+        if problems or not identities:
+            raise Refused(400, "invalid_body", problems or "objects must name at least one object")
+        try:
+            changes = await runtime.delete(identities)
+        except KeyError as error:
+            raise Refused(404, "not_found", error.args[0]) from None
+        return web.json_response({"changes": changes})
+
+    async def eventing(_: web.Request) -> web.Response:
+        return web.json_response({"resources": runtime.eventing()})
+
     async def admission(_: web.Request) -> web.Response:
         """What new manifests are admitted against, so `knit apply` checks them as this knit dev will."""
         context = runtime.admission_context()
@@ -310,6 +331,8 @@ def control_app(runtime: LocalRuntime, token: str) -> web.Application:
         [
             web.post("/apply", apply),
             web.get("/admission", admission),
+            web.post("/delete", delete),
+            web.get("/eventing", eventing),
             web.get("/services", services),
             web.get("/services/{namespace}/{name}", service),
             web.post("/services/{namespace}/{name}/traffic", update_traffic),

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from knit.gateway.activator import Endpoint, RevisionBackend
-from knit.host import free_port
+from knit.host import HOST, free_port
 from knit.runtimes.local.forking import ForkedProcess, ForkServer
-from knit.runtimes.local.plan import HOST, ProcessPlan
+from knit.runtimes.local.plan import ProcessPlan
 from knit.runtimes.local.processes import LogSink, Process, ProcessFailed, restart_delay
 from knit.runtimes.local.readiness import NotReady, wait_until_ready
 from knit.serving.revisions import Revision

@@ -23,45 +23,39 @@ from typing import Any
 
 import psutil
 
-from knit.admission import Context, autoscaler_data
+from knit.admission import AUTOSCALER_CONFIG_MAP, Context, autoscaler_data
 from knit.autoscaling.knobs import AutoscalerConfig, parse_annotations, parse_config
 from knit.autoscaling.metrics import ConcurrencyMeter
 from knit.autoscaling.scaler import RevisionScaler
-from knit.eventing import dispatcher, identity, ingress, ping
+from knit.control.desired import (
+    IDENTITY_VARIABLES,
+    INGRESS,
+    AdapterProcess,
+    DesiredAdapter,
+    Oidc,
+    binding_for,
+    desired_eventing,
+)
+from knit.eventing import identity
 from knit.eventing.ingress import IngressConfig
 from knit.gateway.activator import RevisionBackend
 from knit.gateway.limits import GatewayLimits
 from knit.gateway.proxy import Gateway
 from knit.gateway.routing import RouteTable
-from knit.host import free_port
+from knit.host import HOST, free_port
 from knit.kafka.admin import ensure_topics
 from knit.observability import Metrics
-from knit.resources.loading import Manifests
-from knit.resources.model import Broker, Resource, Service, SinkBinding, TrafficTarget
+from knit.resources.loading import Identity, Manifests
+from knit.resources.model import Resource, Service, SinkBinding, TrafficTarget
 from knit.runtimes.local.adapters import Adapter
 from knit.runtimes.local.forking import ForkServer, fork_entry, preloaded_modules
 from knit.runtimes.local.instances import RevisionRunner
 from knit.runtimes.local.oidc import CHECK_INTERVAL, TokenFiles
-from knit.runtimes.local.plan import (
-    HOST,
-    IDENTITY_VARIABLES,
-    Oidc,
-    ProcessPlan,
-    adapter_plan,
-    binding_for,
-    dispatcher_config,
-    instance_plan,
-    ping_config,
-    trigger_config,
-)
+from knit.runtimes.local.plan import ProcessPlan, adapter_plan, instance_plan
 from knit.runtimes.local.processes import LogSink, ProcessFailed
 from knit.serving.revisions import Revision
 from knit.serving.state import Condition, RevisionHealth, ServingState
 
-# The platform's own processes: (module run with python -m, the variable holding its configuration)
-DISPATCHER = ("knit.eventing.dispatcher", dispatcher.CONFIG_ENV)
-INGRESS = ("knit.eventing.ingress", ingress.CONFIG_ENV)
-PING = ("knit.eventing.ping", ping.CONFIG_ENV)
 # Set by the platform for each instance; a value left in the user's shell must not leak in.
 _PLATFORM_VARIABLES = (
     "K_SINK", "K_CE_OVERRIDES", "K_SERVICE", "K_REVISION", "K_CONFIGURATION", "PORT", *IDENTITY_VARIABLES,
@@ -124,10 +118,11 @@ class LocalRuntime:
         self.port = 0
         self._service_ports: dict[tuple[str, str], int] = {}
         self._folders: dict[tuple[str, str], Path] = {}
-        self._bindings: list[SinkBinding] = []
-        self._adapters: dict[tuple[str, str, str], tuple[Resource, list[Adapter]]] = {}
-        self._brokers: dict[tuple[str, str], Broker] = {}
+        self._applied: dict[Identity, Resource] = {}  # all but Services (self.state holds those)
+        self._adapters: dict[Identity, tuple[DesiredAdapter, list[Adapter]]] = {}
+        self._blocked: dict[Identity, Condition] = {}  # eventing resources that cannot run now, and why
         self._ingress: Adapter | None = None
+        self._ingress_config: IngressConfig | None = None  # what the running ingress was started with
         self._ingress_port = free_port()
         self._suspended: set[tuple[str, str]] = set()
         self._base_env = base_environment()
@@ -184,8 +179,10 @@ class LocalRuntime:
     def known(self) -> set[tuple[str, str, str]]:
         """(kind, namespace, name) of everything applied so far, which new manifests may name."""
         services = {("Service", namespace, name) for namespace, name in self.state.records}
-        brokers = {("Broker", namespace, name) for namespace, name in self._brokers}
-        return services | brokers | set(self._adapters)
+        return services | set(self._applied)
+
+    def exists(self, kind: str, namespace: str, name: str) -> bool:
+        return (kind, namespace, name) in self.known()
 
     def public_urls(self) -> dict[str, str]:
         return {
@@ -208,8 +205,9 @@ class LocalRuntime:
         config = parse_config(data)
         changes = self.state.plan(manifests.services)
         self.autoscaler_config, self._autoscaler_data = config, data
-        self._bindings = [b for b in self._bindings if b.name not in {n.name for n in manifests.sink_bindings}]
-        self._bindings += manifests.sink_bindings
+        for resource in manifests.resources:
+            if not isinstance(resource, Service):
+                self._applied[(resource.kind, resource.namespace, resource.name)] = resource
         summary = []
         for change in changes:
             key = (change.service.namespace, change.service.name)
@@ -224,7 +222,8 @@ class LocalRuntime:
             else:
                 summary.append(f"{change.service.describe()}: unchanged template")
         self._sync_routes()
-        summary += await self._apply_eventing(manifests)
+        applied = {(r.kind, r.namespace, r.name) for r in manifests.resources}
+        summary += await self._reconcile_eventing(applied)
         return summary
 
     def update_traffic(self, namespace: str, name: str, traffic: list[TrafficTarget]) -> None:
@@ -250,7 +249,7 @@ class LocalRuntime:
         folder = self._folders[key]
 
         def plan_for(name: str, port: int) -> ProcessPlan:
-            binding = binding_for(service.name, service.namespace, self._bindings)
+            binding = binding_for(service.name, service.namespace, self._bindings())
             return instance_plan(
                 name, revision, folder, port, self.kafka_bootstrap, binding, self.address_of, self._base_env, self.oidc
             )
@@ -290,6 +289,8 @@ class LocalRuntime:
         return server
 
     def _report(self, revision: str, health: RevisionHealth) -> None:
+        if revision not in self.revisions:  # deleted: its last instances reporting as they stop
+            return
         self.state.set_health(revision, health)
         self._sync_routes()  # routes, and the reasons their 503s give
 
@@ -302,66 +303,107 @@ class LocalRuntime:
                 service.name, service.namespace, record.route.split, record.route.tags, service.cluster_local, not_ready
             )
 
+    # --- deleting --------------------------------------------------------------------------
+
+    async def delete(self, identities: list[Identity]) -> list[str]:
+        """Delete applied objects, as `kubectl delete` does; all of them or, when one is not
+        applied, none (KeyError naming it). A Service takes its Configuration, Revisions and
+        Route with it: its instances drain and stop and its hosts answer 404. Whatever named a
+        deleted object stays applied and shows not-ready until it is back. A line per change."""
+        missing = [
+            f"{kind} {namespace}/{name}"
+            for kind, namespace, name in identities
+            if not self.exists(kind, namespace, name)
+        ]
+        if missing:
+            raise KeyError(
+                f"not applied: {', '.join(missing)}; `knit service list` and `knit eventing list` show what is"
+            )
+        summary = []
+        for kind, namespace, name in dict.fromkeys(identities):
+            if kind == "Service":
+                revisions = await self._delete_service(namespace, name)
+                summary.append(f"Service {namespace}/{name}: deleted with its Revisions {', '.join(revisions)}")
+            else:
+                resource = self._applied.pop((kind, namespace, name))
+                if kind == "ConfigMap" and name == AUTOSCALER_CONFIG_MAP:  # Knative's defaults again
+                    self.autoscaler_config, self._autoscaler_data = parse_config({}), {}
+                summary.append(f"{resource.describe()}: deleted")
+        self._sync_routes()
+        return summary + await self._reconcile_eventing(set())
+
+    async def _delete_service(self, namespace: str, name: str) -> list[str]:
+        """Take a Service off the gateway and stop its Revisions' instances (they drain). Its
+        cluster-local port stays reserved, so a re-applied Service has the same address."""
+        record = self.state.remove(namespace, name)
+        self.routes.remove_service(name, namespace)
+        stopping = []
+        for revision in record.revisions:
+            parts = self.revisions.pop(revision.name, None)
+            self.backends.pop(revision.name, None)
+            self.metrics.forget_revision(name, revision.name)
+            if parts:
+                stopping.append(parts.runner.stop())
+        await asyncio.gather(*stopping)
+        return [revision.name for revision in record.revisions]
+
     # --- eventing: Brokers, Triggers, KafkaSources, PingSources ---------------------------
 
-    async def _apply_eventing(self, manifests: Manifests) -> list[str]:
+    def _bindings(self) -> list[SinkBinding]:
+        return [r for r in self._applied.values() if isinstance(r, SinkBinding)]
+
+    async def _reconcile_eventing(self, applied: set[Identity]) -> list[str]:
+        """Bring the running adapters in line with what the control core wants for everything
+        applied: start new ones, replace changed ones, stop those no longer wanted (deleted, or
+        whose sink or Broker is gone). A line for each change, and for each of `applied`."""
+        world = desired_eventing(self._applied.values(), self.exists, self.kafka_bootstrap, self.address_of, self.oidc)
         summary = []
-        brokers = {(b.namespace, b.name): b for b in manifests.brokers}
-        if any(self._brokers.get(key) != broker for key, broker in brokers.items()):
-            self._brokers.update(brokers)
-            await self._restart_ingress()
-            for broker in brokers.values():
-                summary.append(f"{broker.describe()}: {self.address_of('Broker', broker.namespace, broker.name)}")
-        adapters = []  # (resource, process plans, topics to create, what it does)
-        for source in manifests.kafka_sources:
-            config = dispatcher_config(source, self.kafka_bootstrap, self.address_of, self.oidc)
-            count = source.spec.consumers
-            plans = [
-                self._adapter_plan(f"kafkasource/{source.name}" + (f"/{n}" if count > 1 else ""), DISPATCHER, config)
-                for n in range(1, count + 1)
-            ]
-            adapters.append((source, plans, config.topics, f"dispatching to {config.sink}"))
-        for trigger in manifests.triggers:
-            broker = self._brokers[(trigger.namespace, trigger.spec.broker)]
-            config = trigger_config(trigger, broker, self.kafka_bootstrap, self.address_of, self.oidc)
-            plan = self._adapter_plan(f"trigger/{trigger.name}", DISPATCHER, config)
-            adapters.append((trigger, [plan], config.topics, f"subscriber {config.sink}"))
-        for source in manifests.ping_sources:
-            settings = ping_config(source, self.address_of, self.oidc)
-            plan = self._adapter_plan(f"pingsource/{source.name}", PING, settings)
-            adapters.append((source, [plan], (), f"{source.spec.schedule} -> {settings.sink}"))
-        topics = sorted({topic for _, _, adapter_topics, _ in adapters for topic in adapter_topics})
+        if world.ingress != self._ingress_config:
+            await self._restart_ingress(world.ingress)
+            for kind, namespace, name in sorted(key for key in applied if key[0] == "Broker"):
+                summary.append(f"Broker {namespace}/{name}: {self.address_of(kind, namespace, name)}")
+        gone = [key for key in self._adapters if key not in world.adapters]
+        for key in gone:
+            desired, processes = self._adapters.pop(key)
+            await asyncio.gather(*(process.stop() for process in processes))
+            reason = world.blocked.get(key)
+            summary.append(f"{desired.describe}: stopped" + (f" ({reason.message})" if reason else ""))
+        self._blocked = world.blocked
+        for key in sorted(set(world.blocked) & applied):
+            summary.append(f"{self._applied[key].describe()}: not ready, {world.blocked[key].message}")
+        topics = sorted({topic for adapter in world.adapters.values() for topic in adapter.topics})
         await asyncio.get_running_loop().run_in_executor(None, ensure_topics, self.kafka_bootstrap, topics)
         # In parallel: a consumer group takes seconds to join, and they join independently.
-        runs = [self._run_adapter(resource, plans, what) for resource, plans, _, what in adapters]
-        started = await asyncio.gather(*runs)
-        return summary + list(started)
+        runs = [self._run_adapter(key, desired, key in applied) for key, desired in world.adapters.items()]
+        return summary + [line for line in await asyncio.gather(*runs) if line]
 
-    def _adapter_plan(self, name: str, adapter: tuple[str, str], config: Any, port: int | None = None) -> ProcessPlan:
-        module, config_env = adapter
-        return adapter_plan(name, module, config_env, config.to_json(), port or free_port(), self._base_env)
-
-    async def _restart_ingress(self) -> None:
+    async def _restart_ingress(self, config: IngressConfig | None) -> None:
         """One ingress process serves every Broker; it restarts when the Brokers change."""
-        topics = [broker.topic for broker in self._brokers.values()]
-        await asyncio.get_running_loop().run_in_executor(None, ensure_topics, self.kafka_bootstrap, topics)
+        if config is not None:
+            topics = list(config.brokers.values())
+            await asyncio.get_running_loop().run_in_executor(None, ensure_topics, self.kafka_bootstrap, topics)
         if self._ingress:
             await self._ingress.stop()
-        routes = {f"{namespace}/{name}": broker.topic for (namespace, name), broker in self._brokers.items()}
-        config = IngressConfig(self.kafka_bootstrap, routes)
-        plan = self._adapter_plan("broker-ingress", INGRESS, config, self._ingress_port)
-        self._ingress = await self._start_adapter(plan)
+            self._ingress = None
+        self._ingress_config = config
+        if config is not None:
+            plan = self._adapter_plan(AdapterProcess.of("broker-ingress", INGRESS, config), self._ingress_port)
+            self._ingress = await self._start_adapter(plan)
 
-    async def _run_adapter(self, resource: Resource, plans: list[ProcessPlan], what: str) -> str:
-        key = (resource.kind, resource.namespace, resource.name)
+    def _adapter_plan(self, process: AdapterProcess, port: int | None = None) -> ProcessPlan:
+        return adapter_plan(
+            process.name, process.module, process.config_env, process.config, port or free_port(), self._base_env
+        )
+
+    async def _run_adapter(self, key: Identity, desired: DesiredAdapter, report: bool) -> str | None:
         current = self._adapters.get(key)
-        if current and current[0] == resource:
-            return f"{resource.describe()}: unchanged"
+        if current and current[0] == desired:
+            return f"{desired.describe}: unchanged" if report else None
         if current:
             await asyncio.gather(*(process.stop() for process in current[1]))
-        processes = await asyncio.gather(*(self._start_adapter(plan) for plan in plans))
-        self._adapters[key] = (resource, list(processes))
-        return f"{resource.describe()}: {what}"
+        processes = await asyncio.gather(*(self._start_adapter(self._adapter_plan(p)) for p in desired.processes))
+        self._adapters[key] = (desired, list(processes))
+        return f"{desired.describe}: {desired.what}"
 
     async def _start_adapter(self, plan: ProcessPlan) -> Adapter:
         adapter = Adapter(plan, self.logs, self.options.ready_timeout)
@@ -484,6 +526,25 @@ class LocalRuntime:
         if self._ingress:
             running.append(self._ingress)
         return [{"name": a.plan.name, "pid": a.pid, "port": a.plan.port, "restarts": a.restarts} for a in running]
+
+    def eventing(self) -> list[dict[str, Any]]:
+        """Brokers, Triggers and sources with their Ready condition, as `knit eventing list` shows them."""
+        rows = []
+        for key, resource in sorted(self._applied.items()):
+            if resource.kind not in ("Broker", "Trigger", "KafkaSource", "PingSource", "SinkBinding"):
+                continue
+            blocked = self._blocked.get(key)
+            running = self._adapters.get(key)
+            if blocked:
+                ready = _condition_dict(blocked)
+            elif resource.kind == "Broker":
+                ready = _condition_dict(Condition("Ready", "True" if self._ingress else "Unknown"))
+                ready["message"] = self.address_of(*key)
+            else:
+                ready = _condition_dict(Condition("Ready", "True"))
+                ready["message"] = running[0].what if running else ""
+            rows.append({"kind": key[0], "namespace": key[1], "name": key[2], "ready": ready})
+        return rows
 
     def services(self) -> list[dict[str, Any]]:
         return [self.describe(ns, name) for ns, name in sorted(self.state.records)]
