@@ -146,7 +146,9 @@ def test_the_target_is_resolved_as_knative_does(annotations, container_concurren
         ({K + "panic-threshold-percentage": "150.5"}, 60.0, 6.0, 1.505),
     ],
 )
-def test_windows_and_threshold(annotations, window, panic_window, panic_threshold):
+def test_window_annotations_resolve_to_both_windows_and_the_panic_threshold(
+    annotations, window, panic_window, panic_threshold
+):
     spec = parse_annotations(annotations, 0)
     assert (spec.stable_window, spec.panic_window, spec.panic_threshold) == (window, panic_window, panic_threshold)
 
@@ -282,13 +284,13 @@ def test_config_documentation_keys_are_ignored():
     ("text", "seconds"),
     [("60s", 60.0), ("1m30s", 90.0), ("500ms", 0.5), ("1h", 3600.0), ("1.5h", 5400.0), ("0", 0.0), ("2h45m", 9900.0)],
 )
-def test_go_durations(text, seconds):
+def test_go_durations_parse_to_seconds_and_format_back_to_the_same_value(text, seconds):
     assert parse_duration(text) == seconds
     assert parse_duration(format_duration(seconds)) == seconds
 
 
 @pytest.mark.parametrize("text", ["", "60", "1 m", "m", "1d", "1h-30m"])
-def test_bad_go_durations(text):
+def test_text_that_is_not_a_go_duration_is_refused_saying_so(text):
     with pytest.raises(ValueError, match="is not a duration"):
         parse_duration(text)
 

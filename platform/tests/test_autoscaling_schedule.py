@@ -59,7 +59,7 @@ def test_an_empty_schedule_asks_for_nothing():
     assert parse_schedule("").min_scale(at(2, 9)) == 0
 
 
-def test_entries_keep_their_parts():
+def test_a_schedule_entry_keeps_its_zone_cron_duration_and_min_scale():
     entry = parse_schedule(" CRON_TZ=Europe/Paris  30 19 * * *  for 1h30m :10 ;").entries[0]
     assert (entry.zone, entry.cron, entry.duration, entry.min_scale) == ("Europe/Paris", "30 19 * * *", 5400.0, 10)
 

@@ -45,8 +45,8 @@ def test_container_concurrency_is_given_as_an_annotation():
     assert max(desired_at(rows).values()) == 143
 
 
-def test_a_bad_annotation_is_an_error():
-    with pytest.raises(InvalidKnob, match="max-scale"):
+def test_simulating_with_a_bad_annotation_raises_naming_the_knob():
+    with pytest.raises(InvalidKnob, match=r"autoscaling\.knit\.dev/max-scale: must be an integer >= 0"):
         simulate(STEP, {"autoscaling.knit.dev/max-scale": "-1"}, DEFAULT_CONFIG)
 
 

@@ -125,7 +125,7 @@ def test_updating_traffic_changes_the_route_and_not_the_revisions():
          [("a", None, 70, None), ("b", None, 30, "x")]),
     ],
 )  # fmt: skip
-def test_kn_style_traffic_edits(current, split, tags, untags, expected):
+def test_kn_style_traffic_edits_set_percents_and_tags_on_the_named_targets(current, split, tags, untags, expected):
     edited = edit_traffic([TrafficTarget.model_validate(t) for t in current], split, tags, untags)
     assert [(t.revision_name, t.latest_revision, t.percent or 0, t.tag) for t in edited] == expected
 
