@@ -37,8 +37,11 @@ def _history(running_app, room: str) -> list[dict]:
 
 
 def test_each_service_announces_its_audience(running_app):
-    assert running_app.describe("danmaku-web")["audience"] == "serving.knit.dev/service/default/danmaku-web"
-    assert running_app.describe("danmaku-processor")["audience"] == (
+    assert (
+        running_app.describe("danmaku-web")["status"]["address"]["audience"]
+        == "serving.knit.dev/service/default/danmaku-web"
+    )
+    assert running_app.describe("danmaku-processor")["status"]["address"]["audience"] == (
         "serving.knit.dev/service/default/danmaku-processor"
     )
 

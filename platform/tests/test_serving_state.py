@@ -2,8 +2,8 @@
 
 import pytest
 
+from knit.control.render import render_service
 from knit.resources.model import Service, TrafficTarget
-from knit.serving.render import render_service
 from knit.serving.state import InvalidApply, RevisionHealth, ServingState
 from knit.serving.traffic import edit_traffic
 

@@ -18,6 +18,7 @@ import yaml
 from knit.admission import Context, load_manifests
 from knit.autoscaling.cli import add_parser as add_autoscaler_parser
 from knit.client import ControlError, call, control_url
+from knit.control.render import render_service
 from knit.control_token import DEFAULT_PORT, TOKEN_ENV, token_file
 from knit.gateway import limits as gateway_limits
 from knit.kafka.embedded import EmbeddedBroker
@@ -27,7 +28,6 @@ from knit.resources.model import KINDS
 from knit.runtimes.local.control import serve_control
 from knit.runtimes.local.processes import LogSink, ProcessFailed
 from knit.runtimes.local.runtime import LocalRuntime, Options
-from knit.serving.render import render_service
 from knit.serving.state import InvalidApply, RevisionHealth, ServingState
 
 STATE_DIR = Path(".knit")
@@ -85,11 +85,12 @@ async def _serve(manifests: Manifests, runtime: LocalRuntime, control_port: int,
 
 def _print_banner(runtime: LocalRuntime, control_port: int, kafka_note: str) -> None:
     print("\nknit dev is ready.", flush=True)
-    for status in runtime.services():
-        ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    for service in runtime.services():
+        status = service["status"]
+        ready = _condition(status, "Ready")
         state = "Ready" if ready["status"] == "True" else f"NOT READY: {ready['reason']} {ready['message']}".strip()
-        where = status["url"] + "/" if status["url"] else f"cluster-local {status['address']}"
-        print(f"  {status['name']:<22} {where}  ({state})")
+        where = status["url"] + "/" if status["url"] else f"cluster-local {status['address']['url']}"
+        print(f"  {service['name']:<22} {where}  ({state})")
     print(f"  {'gateway':<22} http://127.0.0.1:{runtime.port} (routes by Host: <service>.<namespace>.localhost)")
     print(f"  {'control API':<22} http://127.0.0.1:{control_port} (knit service list, knit apply -f …, /metrics; "
           f"token in {token_file(control_port)})")  # fmt: skip
@@ -146,8 +147,9 @@ def _table(rows: list[list[str]]) -> str:
                      for row in rows)  # fmt: skip
 
 
-def _ready_of(status: dict[str, Any]) -> dict[str, str]:
-    return next(c for c in status["conditions"] if c["type"] == "Ready")
+def _condition(status: dict[str, Any], kind: str) -> dict[str, str]:
+    """A condition of a Knative-shaped status (knit.control.status)."""
+    return next(c for c in status["conditions"] if c["type"] == kind)
 
 
 def apply(args: argparse.Namespace) -> int:
@@ -220,10 +222,11 @@ def service_list(args: argparse.Namespace) -> int:
     except ControlError as error:
         return _problems("cannot list Services:", error.problems, 1)
     rows = [["NAME", "URL", "LATEST", "READY", "REASON"]]
-    for status in services:
-        latest = next((r["name"] for r in status["revisions"] if r["latest"]), "")
-        ready = _ready_of(status)
-        rows.append([status["name"], status["url"] or "(cluster-local)", latest, ready["status"], ready["reason"]])
+    for service in services:
+        status = service["status"]
+        ready = _condition(status, "Ready")
+        latest = status["latestReadyRevisionName"] or ""
+        rows.append([service["name"], status["url"] or "(cluster-local)", latest, ready["status"], ready["reason"]])
     print(_table(rows))
     return 0
 
@@ -232,16 +235,16 @@ def _get_service(args: argparse.Namespace) -> dict[str, Any]:
     return call(control_url(args.control), "GET", f"/services/{args.namespace}/{args.name}")
 
 
-def _print_service(status: dict[str, Any]) -> None:
-    print(f"Name:        {status['name']}")
-    print(f"Namespace:   {status['namespace']}")
+def _print_service(service: dict[str, Any]) -> None:
+    status = service["status"]
+    print(f"Name:        {service['name']}")
+    print(f"Namespace:   {service['namespace']}")
     print(f"URL:         {status['url'] or '(none: cluster-local)'}")
-    print(f"Address:     {status['address']}")
-    if status.get("audience"):
-        print(f"Audience:    {status['audience']}")
-    print(f"Generation:  {status['generation']}")
+    print(f"Address:     {status['address']['url']}")
+    print(f"Audience:    {status['address']['audience']}")
+    print(f"Generation:  {status['observedGeneration']}")
     print("\nRevisions:")
-    for revision in status["revisions"]:
+    for revision in service["revisions"]:
         share = f"{revision['percent']}%" if revision["percent"] else ""
         latest = " @latest" if revision["latest"] else ""
         tags = "".join(f" #{tag}" for tag in revision["tags"])
@@ -284,13 +287,13 @@ def revision_list(args: argparse.Namespace) -> int:
     except ControlError as error:
         return _problems("cannot list Revisions:", error.problems, 1)
     rows = [["NAME", "SERVICE", "TRAFFIC", "TAGS", "GENERATION", "READY", "SCALE", "REASON"]]
-    for status in services:
-        if args.service and status["name"] != args.service:
+    for service in services:
+        if args.service and service["name"] != args.service:
             continue
-        for revision in status["revisions"]:
+        for revision in service["revisions"]:
             ready = {True: "True", False: "False", None: "Unknown"}[revision["ready"]]
             rows.append([
-                revision["name"], status["name"], f"{revision['percent']}%" if revision["percent"] else "",
+                revision["name"], service["name"], f"{revision['percent']}%" if revision["percent"] else "",
                 ",".join(revision["tags"]), str(revision["generation"]), ready,
                 f"{revision['actual_scale']}/{revision['desired_scale']}", revision["reason"],
             ])  # fmt: skip
@@ -300,22 +303,23 @@ def revision_list(args: argparse.Namespace) -> int:
 
 def route_describe(args: argparse.Namespace) -> int:
     try:
-        status = _get_service(args)
+        service = _get_service(args)
     except ControlError as error:
         return _problems(f"cannot describe Route {args.name}:", error.problems, 1)
-    print(f"Name:       {status['name']}")
-    print(f"Namespace:  {status['namespace']}")
+    status = service["status"]
+    print(f"Name:       {service['name']}")
+    print(f"Namespace:  {service['namespace']}")
     print(f"URL:        {status['url'] or '(none: cluster-local)'}")
-    print(f"Address:    {status['address']}")
+    print(f"Address:    {status['address']['url']}")
     print("\nTraffic targets:")
     rows = [["PERCENT", "REVISION", "LATEST", "TAG", "URL"]]
     for target in status["traffic"]:
         rows.append([
-            f"{target['percent']}%", target["revision"] or "(none ready yet)", "yes" if target["latest"] else "",
-            target["tag"] or "", target["url"] or "",
+            f"{target['percent']}%", target["revisionName"] or "(none ready yet)",
+            "yes" if target.get("latestRevision") else "", target.get("tag", ""), target.get("url", ""),
         ])  # fmt: skip
     print("  " + _table(rows).replace("\n", "\n  "))
-    ready = next(c for c in status["conditions"] if c["type"] == "RoutesReady")
+    ready = _condition(status, "RoutesReady")
     print(f"\nRoutesReady: {ready['status']} {ready['reason']} {ready['message']}".rstrip())
     return 0
 

@@ -214,7 +214,7 @@ class KnitDev:
     def address(self, service: str) -> str:
         """The Service's cluster-local address (through the gateway); Python clients can use
         it where they cannot resolve the *.localhost URL."""
-        return self.describe(service)["address"]
+        return self.describe(service)["status"]["address"]["url"]
 
     def stop(self, timeout: float = 30) -> int:
         if self.process.poll() is None:

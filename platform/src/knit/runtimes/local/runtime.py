@@ -36,7 +36,7 @@ from knit.control.desired import (
     binding_for,
     desired_eventing,
 )
-from knit.eventing import identity
+from knit.control.status import ServiceStatus, service_status
 from knit.eventing.ingress import IngressConfig
 from knit.gateway.activator import RevisionBackend
 from knit.gateway.limits import GatewayLimits
@@ -54,7 +54,7 @@ from knit.runtimes.local.oidc import CHECK_INTERVAL, TokenFiles
 from knit.runtimes.local.plan import ProcessPlan, adapter_plan, instance_plan
 from knit.runtimes.local.processes import LogSink, ProcessFailed
 from knit.serving.revisions import Revision
-from knit.serving.state import Condition, RevisionHealth, ServingState
+from knit.serving.state import Condition, RevisionHealth, ServiceRecord, ServingState
 
 # Set by the platform for each instance; a value left in the user's shell must not leak in.
 _PLATFORM_VARIABLES = (
@@ -463,9 +463,9 @@ class LocalRuntime:
     # --- status, for the control API ------------------------------------------------------
 
     def describe(self, namespace: str, name: str) -> dict[str, Any]:
-        """A Service as `knit service describe` shows it: URLs, conditions, Revisions, traffic."""
+        """A Service as `knit service describe` shows it: its status (URLs, conditions, traffic) and
+        its Revisions as this runtime runs them (scale, health, and each instance's pid and address)."""
         record = self.state.record(namespace, name)
-        service = record.service
         route = record.route
         latest_ready = self.state.latest_ready(record)
         revisions = []
@@ -498,27 +498,21 @@ class LocalRuntime:
                     ],
                 }
             )
-        service_url = None if service.cluster_local else self.url_of(name, namespace)
         return {
             "name": name,
             "namespace": namespace,
-            "generation": record.generation,
-            "url": service_url,
-            "address": self.address_of("Service", namespace, name),
-            "audience": identity.audience_of("Service", namespace, name),  # Knative: status.address.audience
-            "conditions": [_condition_dict(c) for c in self.state.conditions(record).values()],
+            "status": self.status(record).to_knative(),
             "revisions": revisions,
-            "traffic": [
-                {
-                    "revision": target.revision,
-                    "latest": target.latest,
-                    "percent": target.percent,
-                    "tag": target.tag,
-                    "url": self.url_of(name, namespace, target.tag) if target.tag and service_url else None,
-                }
-                for target in route.targets
-            ],
         }
+
+    def status(self, record: ServiceRecord) -> ServiceStatus:
+        """The Service's Knative-shaped status (knit.control.status): what `knit service describe` prints."""
+
+        def url_of(service: str, namespace: str, tag: str | None) -> str | None:
+            return None if record.service.cluster_local else self.url_of(service, namespace, tag)
+
+        service = record.service
+        return service_status(self.state, record, url_of, self.address_of("Service", service.namespace, service.name))
 
     def adapters(self) -> list[dict[str, Any]]:
         """The platform's own processes (dispatchers, ingress, ping) as `knit dev` runs them."""
