@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from knit.admission import Context, load_manifests
+from knit.admission import load_manifests
 from knit.autoscaling.cli import add_parser as add_autoscaler_parser
-from knit.client import ControlError, call, control_url
+from knit.client import Control, ControlError, LocalControl
 from knit.control.render import render_service
 from knit.control_token import DEFAULT_PORT, TOKEN_ENV, token_file
 from knit.gateway import limits as gateway_limits
@@ -153,59 +153,61 @@ def _condition(status: dict[str, Any], kind: str) -> dict[str, str]:
 
 
 def apply(args: argparse.Namespace) -> int:
-    base = control_url(args.control)
+    control = _control(args)
     try:
         # Admitted here first, against the running knit dev's context, so problems name the
         # user's own paths and quote the files (the control API admits again, without quoting).
-        answer = call(base, "GET", "/admission")
-        load_manifests(args.filename, Context({tuple(k) for k in answer["known"]}, answer["autoscaler"]))
-        result = call(base, "POST", "/apply", {"paths": [str(p.resolve()) for p in args.filename]})
+        load_manifests(args.filename, control.admission_context())
+        changes = control.apply(args.filename)
     except InvalidManifests as error:
         return _problems("the manifests have problems, nothing was applied:", error.problems)
     except ControlError as error:
         return _problems("nothing was applied:", error.problems)
-    print("\n".join(result["changes"]))
+    print("\n".join(changes))
     return 0
 
 
-def _delete(base: str, objects: list[str]) -> int:
+def _control(args: argparse.Namespace) -> Control:
+    return LocalControl(args.control)
+
+
+def _delete(control: Control, objects: list[str]) -> int:
     try:
-        result = call(base, "POST", "/delete", {"objects": objects})
+        changes = control.delete(objects)
     except ControlError as error:
         return _problems("nothing was deleted:", error.problems)
-    print("\n".join(result["changes"]))
+    print("\n".join(changes))
     return 0
 
 
 def delete(args: argparse.Namespace) -> int:
     """`knit delete -f FILES` (what the files define) or `knit delete KIND NAME`, as kubectl."""
-    base = control_url(args.control)
+    control = _control(args)
     if args.filename:
         if args.kind or args.name:
             return _fail("name objects either with -f FILES or as KIND NAME, not both", 2)
         try:
-            known = {tuple(k) for k in call(base, "GET", "/admission")["known"]}
-            manifests = read_manifests(args.filename, known)
+            manifests = read_manifests(args.filename, control.admission_context().known)
         except InvalidManifests as error:
             return _problems("the manifests have problems, nothing was deleted:", error.problems)
         except ControlError as error:
             return _problems("nothing was deleted:", error.problems)
-        return _delete(base, [f"{r.kind}/{r.namespace}/{r.name}" for r in manifests.resources])
+        return _delete(control, [f"{r.kind}/{r.namespace}/{r.name}" for r in manifests.resources])
     if not (args.kind and args.name):
         return _fail("name what to delete: -f FILES, or KIND NAME (e.g. `knit delete kafkasource feed`)", 2)
     kind = next((k for k in KINDS if k.lower() == args.kind.lower()), None)
     if kind is None:
         return _fail(f"unknown kind {args.kind!r}; knit knows {', '.join(KINDS)}", 2)
-    return _delete(base, [f"{kind}/{args.namespace}/{args.name}"])
+    return _delete(control, [f"{kind}/{args.namespace}/{args.name}"])
 
 
 def service_delete(args: argparse.Namespace) -> int:
-    return _delete(control_url(args.control), [f"Service/{args.namespace}/{args.name}"])
+    return _delete(_control(args), [f"Service/{args.namespace}/{args.name}"])
 
 
 def eventing_list(args: argparse.Namespace) -> int:
     try:
-        resources = call(control_url(args.control), "GET", "/eventing")["resources"]
+        resources = _control(args).eventing()
     except ControlError as error:
         return _problems("cannot list the eventing objects:", error.problems, 1)
     rows = [["KIND", "NAME", "READY", "REASON", "MESSAGE"]]
@@ -218,7 +220,7 @@ def eventing_list(args: argparse.Namespace) -> int:
 
 def service_list(args: argparse.Namespace) -> int:
     try:
-        services = call(control_url(args.control), "GET", "/services")["services"]
+        services = _control(args).services()
     except ControlError as error:
         return _problems("cannot list Services:", error.problems, 1)
     rows = [["NAME", "URL", "LATEST", "READY", "REASON"]]
@@ -232,7 +234,7 @@ def service_list(args: argparse.Namespace) -> int:
 
 
 def _get_service(args: argparse.Namespace) -> dict[str, Any]:
-    return call(control_url(args.control), "GET", f"/services/{args.namespace}/{args.name}")
+    return _control(args).service(args.namespace, args.name)
 
 
 def _print_service(service: dict[str, Any]) -> None:
@@ -268,12 +270,13 @@ def service_describe(args: argparse.Namespace) -> int:
 
 
 def service_update(args: argparse.Namespace) -> int:
-    body = {"traffic": _split_commas(args.traffic), "tags": args.tag, "untags": args.untag}
     try:
-        status = call(control_url(args.control), "POST", f"/services/{args.namespace}/{args.name}/traffic", body)
+        service = _control(args).edit_traffic(
+            args.namespace, args.name, _split_commas(args.traffic), args.tag, args.untag
+        )
     except ControlError as error:
         return _problems(f"Service {args.name} was not changed:", error.problems)
-    _print_service(status)
+    _print_service(service)
     return 0
 
 
@@ -283,7 +286,7 @@ def _split_commas(values: list[str]) -> list[str]:
 
 def revision_list(args: argparse.Namespace) -> int:
     try:
-        services = call(control_url(args.control), "GET", "/services")["services"]
+        services = _control(args).services()
     except ControlError as error:
         return _problems("cannot list Revisions:", error.problems, 1)
     rows = [["NAME", "SERVICE", "TRAFFIC", "TAGS", "GENERATION", "READY", "SCALE", "REASON"]]
