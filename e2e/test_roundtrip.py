@@ -6,12 +6,16 @@ from __future__ import annotations
 import queue
 import time
 import uuid
+from pathlib import Path
 
+import psutil
 import pytest
 import requests
 import socketio
 
 pytestmark = pytest.mark.integration
+
+APP_MANIFESTS = Path(__file__).resolve().parents[1] / "manifests" / "app"
 
 
 class Listener:
@@ -120,3 +124,36 @@ def test_comments_wait_in_kafka_while_the_processor_is_down_and_arrive_when_it_i
     while len(arrived) < len(sent) and time.monotonic() < deadline:
         arrived.append(listener.next_danmaku(timeout=max(0.1, deadline - time.monotonic()))["id"])
     assert arrived == sent  # all of them, once each, in the order they were sent (one room = one partition)
+
+
+def test_deleting_the_processor_holds_comments_in_kafka_and_reapplying_it_delivers_them(running_app, listeners):
+    # Given the app delivering comments to a room
+    room = new_room()
+    listener = listeners(room)
+    first = post_comment(running_app, room, text="before")
+    assert listener.next_danmaku()["id"] == first
+    processor = running_app.describe("danmaku-processor")
+    pids = [i["pid"] for revision in processor["revisions"] for i in revision["instances"]]
+    address = processor["status"]["address"]["url"]
+    assert pids
+
+    # When the processor Service is deleted
+    changes = running_app.delete([("Service", "default", "danmaku-processor")])
+
+    # Then its instances are gone, its address answers 404, and the KafkaSource says why it stopped
+    assert changes[0] == "Service default/danmaku-processor: deleted with its Revisions danmaku-processor-00001"
+    assert changes[1].startswith("KafkaSource default/danmaku-comments: stopped (spec.sink.ref: no Service")
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
+    assert requests.post(address + "/", json={}, timeout=10).status_code == 404
+    (source,) = [r for r in running_app.eventing() if r["kind"] == "KafkaSource"]
+    assert (source["name"], source["ready"]["status"], source["ready"]["reason"]) == (
+        "danmaku-comments", "False", "SinkNotFound"
+    )  # fmt: skip
+
+    # When comments are posted meanwhile (web still takes them into Kafka), and the app is applied again
+    waiting = [post_comment(running_app, room, text=f"while deleted {n}") for n in range(3)]
+    running_app.apply([APP_MANIFESTS])
+
+    # Then the comments that waited in Kafka reach the room
+    assert {listener.next_danmaku()["id"] for _ in waiting} == set(waiting)
+    assert running_app.describe("danmaku-processor")["status"]["address"]["url"] == address

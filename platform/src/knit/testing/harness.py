@@ -122,6 +122,14 @@ class RunningManifests:
         self._settle()
         return changes
 
+    def delete(self, identities: list[tuple[str, str, str]]) -> list[str]:
+        """Delete applied objects, (kind, namespace, name) each, as `knit delete` does."""
+        return self._call(self.runtime.delete(identities))
+
+    def eventing(self) -> list[dict[str, Any]]:
+        """Brokers, Triggers and sources with their Ready condition, as `knit eventing list` shows them."""
+        return self._in_loop(self.runtime.eventing)
+
     def _settle(self) -> None:
         """Every latest Revision ready or failed. An instance that is not ready in ready_timeout
         fails its Revision, so only a hang takes longer; then TimeoutError names the Revisions."""
