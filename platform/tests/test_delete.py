@@ -2,6 +2,7 @@
 Route (instances stopped, host 404), the source that sent to it stops and shows why, and
 re-applying brings everything back, with the records that waited in Kafka."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 from kafka import KafkaProducer
@@ -76,8 +78,8 @@ def received(project: Path) -> list[str]:
 
 def alive(pid: int) -> bool:
     try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
 
 
@@ -165,23 +167,11 @@ def test_deleting_what_is_not_applied_deletes_nothing_and_names_it(dev):
 
 def dispatchers(dev: KnitDev) -> list[int]:
     """The pids of knit dev's dispatcher processes (its descendants running knit.eventing.dispatcher)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    found, todo = [], [dev.process.pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            todo.append(child)
-            try:
-                if b"knit.eventing.dispatcher" in (Path("/proc") / str(child) / "cmdline").read_bytes():
-                    found.append(child)
-            except OSError:
-                continue
+    found = []
+    for process in psutil.Process(dev.process.pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "knit.eventing.dispatcher" in process.cmdline():
+                found.append(process.pid)
     return found
 
 

@@ -59,7 +59,7 @@ class ServiceStatus:
         """As Knative writes a Service's `.status`."""
         return {
             "observedGeneration": self.observed_generation,
-            "conditions": [_condition(c) for c in self.conditions],
+            "conditions": [condition_dict(c) for c in self.conditions],
             "latestCreatedRevisionName": self.latest_created_revision_name,
             "latestReadyRevisionName": self.latest_ready_revision_name,
             "url": self.url,
@@ -93,7 +93,7 @@ def service_status(state: ServingState, record: ServiceRecord, url_of: UrlOf, ad
     )
 
 
-def _condition(condition: Condition) -> dict[str, str]:
+def condition_dict(condition: Condition) -> dict[str, str]:
     return {
         "type": condition.type,
         "status": condition.status,
