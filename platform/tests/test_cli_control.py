@@ -66,7 +66,25 @@ class FakeControl:
 
     def eventing(self):
         ready = {"type": "Ready", "status": "False", "reason": "SinkNotFound", "message": "spec.sink.ref: no Service"}
-        return [{"kind": "KafkaSource", "namespace": "default", "name": "feed", "ready": ready}]
+        sink = {**ready, "type": "SinkProvided"}
+        deployed = {"type": "Deployed", "status": "True", "reason": "", "message": "ping -> http://127.0.0.1:9"}
+        fine = {**deployed, "type": "Ready", "message": ""}
+        return [
+            {
+                "kind": "KafkaSource",
+                "namespace": "default",
+                "name": "feed",
+                "conditions": [sink, ready],
+                "ready": ready,
+            },
+            {
+                "kind": "PingSource",
+                "namespace": "default",
+                "name": "tick",
+                "conditions": [deployed, fine],
+                "ready": fine,
+            },
+        ]
 
 
 @pytest.fixture
@@ -118,6 +136,8 @@ def test_delete_names_the_object_and_a_refusal_is_shown_with_exit_2(control, cap
     ]
 
 
-def test_eventing_list_shows_why_a_source_is_not_ready(control, capsys):
+def test_eventing_list_shows_why_a_source_is_not_ready_and_what_a_ready_one_does(control, capsys):
     assert cli.main(["eventing", "list"]) == 0
-    assert capsys.readouterr().out.splitlines()[1].split()[:4] == ["KafkaSource", "feed", "False", "SinkNotFound"]
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert rows[1] == ["KafkaSource", "feed", "False", "SinkNotFound", "spec.sink.ref:", "no", "Service"]
+    assert rows[2] == ["PingSource", "tick", "True", "ping", "->", "http://127.0.0.1:9"]

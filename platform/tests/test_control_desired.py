@@ -65,7 +65,7 @@ def test_a_source_whose_sink_was_deleted_runs_nothing_and_says_why(tmp_path):
     desired = world(applied, exists=EVERYTHING - {("Service", "default", "web")})
     assert desired.adapters == {}
     blocked = desired.blocked[("KafkaSource", "default", "feed")]
-    assert (blocked.type, blocked.status, blocked.reason) == ("Ready", "False", "SinkNotFound")
+    assert (blocked.type, blocked.status, blocked.reason) == ("SinkProvided", "False", "SinkNotFound")
     assert blocked.message == "spec.sink.ref: no Service 'web'; apply it (it was deleted or not applied yet)"
 
 
@@ -76,12 +76,15 @@ def test_a_trigger_needs_its_broker_and_its_dead_letter_sink(tmp_path):
     assert running.ingress is not None and running.ingress.brokers == {"default/default": applied[0].topic}
 
     no_broker = world([applied[1]], exists=EVERYTHING - {("Broker", "default", "default")})
-    assert no_broker.blocked[("Trigger", "default", "all")].reason == "BrokerDoesNotExist"
+    broker_missing = no_broker.blocked[("Trigger", "default", "all")]
+    assert (broker_missing.type, broker_missing.reason) == ("BrokerReady", "BrokerDoesNotExist")
     assert no_broker.ingress is None and no_broker.adapters == {}
 
     no_dead_letters = world(applied, exists=EVERYTHING - {("Service", "default", "dead")})
     blocked = no_dead_letters.blocked[("Trigger", "default", "all")]
-    assert (blocked.reason, blocked.message.split(":")[0]) == ("SinkNotFound", "spec.delivery.deadLetterSink.ref")
+    assert (blocked.type, blocked.reason, blocked.message.split(":")[0]) == (
+        "DeadLetterSinkResolved", "SinkNotFound", "spec.delivery.deadLetterSink.ref"
+    )  # fmt: skip
 
 
 def test_reconciling_twice_wants_the_same_and_a_changed_sink_wants_a_new_adapter(tmp_path):

@@ -1,8 +1,8 @@
 """A Service's Knative-shaped status, from one pure function of the serving state."""
 
-from knit.control.status import service_status
+from knit.control.status import eventing_conditions, service_status
 from knit.resources.model import Service
-from knit.serving.state import RevisionHealth, ServingState
+from knit.serving.state import Condition, RevisionHealth, ServingState
 
 ADDRESS = "http://127.0.0.1:4000"
 
@@ -81,3 +81,45 @@ def test_computing_the_status_twice_gives_the_same_status():
     state = ServingState()
     state.apply([service("hello:1")])
     assert status_of(state) == status_of(state)
+
+
+def summary(conditions):
+    return [(c.type, c.status, c.reason) for c in conditions]
+
+
+def test_a_running_source_is_ready_with_its_sink_provided_and_its_adapter_deployed():
+    conditions = eventing_conditions("KafkaSource", None, "dispatching to http://x", "")
+    assert summary(conditions) == [("SinkProvided", "True", ""), ("Deployed", "True", ""), ("Ready", "True", "")]
+    assert conditions[1].message == "dispatching to http://x"
+
+
+def test_a_source_without_its_sink_is_not_deployed_and_not_ready_for_that_reason():
+    missing = Condition("SinkProvided", "False", "SinkNotFound", "spec.sink.ref: no Service 'web'")
+    conditions = eventing_conditions("PingSource", missing, None, "")
+    assert summary(conditions) == [
+        ("SinkProvided", "False", "SinkNotFound"),
+        ("Deployed", "False", "NotDeployed"),
+        ("Ready", "False", "SinkNotFound"),
+    ]
+    assert conditions[-1].message == "spec.sink.ref: no Service 'web'"
+
+
+def test_a_trigger_without_its_broker_says_so_and_keeps_its_other_dependencies_true():
+    missing = Condition("BrokerReady", "False", "BrokerDoesNotExist", "spec.broker: no Broker 'default'")
+    assert summary(eventing_conditions("Trigger", missing, None, "")) == [
+        ("BrokerReady", "False", "BrokerDoesNotExist"), ("SubscriberResolved", "True", ""),
+        ("DeadLetterSinkResolved", "True", ""), ("Deployed", "False", "NotDeployed"),
+        ("Ready", "False", "BrokerDoesNotExist"),
+    ]  # fmt: skip
+
+
+def test_a_broker_is_addressable_while_the_ingress_runs():
+    running = eventing_conditions("Broker", None, "ingress", "http://127.0.0.1:9/default/default")
+    assert summary(running) == [("Addressable", "True", ""), ("Ready", "True", "")]
+    assert running[0].message == "http://127.0.0.1:9/default/default"
+    stopped = eventing_conditions("Broker", None, None, "http://127.0.0.1:9/default/default")
+    assert summary(stopped)[-1] == ("Ready", "Unknown", "IngressNotRunning")
+
+
+def test_a_sink_binding_is_ready():
+    assert summary(eventing_conditions("SinkBinding", None, None, "")) == [("Ready", "True", "")]

@@ -213,7 +213,11 @@ def eventing_list(args: argparse.Namespace) -> int:
     rows = [["KIND", "NAME", "READY", "REASON", "MESSAGE"]]
     for row in resources:
         ready = row["ready"]
-        rows.append([row["kind"], row["name"], ready["status"], ready["reason"], ready["message"]])
+        # Ready's message says what is wrong; when nothing is, the last condition with a message
+        # says what it does (Deployed: where it delivers; Addressable: the Broker's address).
+        said = [c["message"] for c in row["conditions"] if c["message"]]
+        message = ready["message"] if ready["status"] != "True" else (said[-1] if said else "")
+        rows.append([row["kind"], row["name"], ready["status"], ready["reason"], message])
     print(_table(rows))
     return 0
 

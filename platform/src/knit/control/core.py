@@ -21,7 +21,7 @@ from knit.admission import AUTOSCALER_CONFIG_MAP, Context, autoscaler_data
 from knit.autoscaling.knobs import AutoscalerConfig, parse_annotations, parse_config
 from knit.autoscaling.scaler import RevisionScaler
 from knit.control.desired import DesiredAdapter, Oidc, binding_for, desired_eventing
-from knit.control.status import ServiceStatus, condition_dict, service_status
+from knit.control.status import ServiceStatus, condition_dict, eventing_conditions, service_status
 from knit.eventing.ingress import IngressConfig
 from knit.observability import AutoscalerMetrics
 from knit.resources.loading import Identity, Manifests
@@ -331,28 +331,20 @@ class ControlCore:
         return summary
 
     def eventing_status(self) -> list[dict[str, object]]:
-        """Brokers, Triggers, sources and SinkBindings with their Ready condition."""
+        """Brokers, Triggers, sources and SinkBindings with their conditions (knit.control.status)."""
         rows: list[dict[str, object]] = []
         for key, resource in sorted(self.applied.items()):
             if resource.kind == "ConfigMap":
                 continue
-            blocked = self._eventing.blocked.get(key)
-            if blocked:
-                ready = blocked
-            elif resource.kind == "Broker":
-                status = "True" if self._eventing.ingress else "Unknown"
-                ready = Condition("Ready", status, "", self.runtime.address_of(*key))
+            adapter = self._eventing.adapters.get(key)
+            if resource.kind == "Broker":
+                running = "ingress" if self._eventing.ingress else None
             else:
-                adapter = self._eventing.adapters.get(key)
-                ready = Condition("Ready", "True", "", adapter.what if adapter else "")
-            rows.append({"kind": key[0], "namespace": key[1], "name": key[2], "ready": condition_dict(ready)})
+                running = adapter.what if adapter else None
+            blocked = self._eventing.blocked.get(key)
+            address = self.runtime.address_of(*key) if resource.kind == "Broker" else ""
+            conditions = eventing_conditions(resource.kind, blocked, running, address)
+            row = {"kind": key[0], "namespace": key[1], "name": key[2]}
+            rows.append({**row, "conditions": [condition_dict(c) for c in conditions],
+                         "ready": condition_dict(conditions[-1])})  # fmt: skip
         return rows
-
-
-def _condition(condition: Condition) -> dict[str, str]:
-    return {
-        "type": condition.type,
-        "status": condition.status,
-        "reason": condition.reason,
-        "message": condition.message,
-    }

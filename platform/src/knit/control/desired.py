@@ -243,16 +243,24 @@ class Eventing:
     blocked: dict[Identity, Condition]
 
 
+_DEPENDENCY_CONDITIONS = {  # which condition says a named object is missing, as Knative names them
+    "spec.sink": "SinkProvided",
+    "spec.subscriber": "SubscriberResolved",
+    "spec.delivery.deadLetterSink": "DeadLetterSinkResolved",
+}
+
+
 def _missing_reference(resource: Resource, exists: Exists) -> Condition | None:
-    """Why a resource cannot run because something it names is not applied (or was deleted)."""
+    """Why a resource cannot run because something it names is not applied (or was deleted):
+    the False condition (BrokerReady, SinkProvided, SubscriberResolved, DeadLetterSinkResolved)."""
     if isinstance(resource, Trigger) and not exists("Broker", resource.namespace, resource.spec.broker):
         message = f"spec.broker: no Broker {resource.spec.broker!r}; apply it (it was deleted or not applied yet)"
-        return Condition("Ready", "False", "BrokerDoesNotExist", message)
+        return Condition("BrokerReady", "False", "BrokerDoesNotExist", message)
     for path, destination in destinations_of(resource):
         ref = destination.ref
         if ref and not exists(ref.kind, ref.namespace or resource.namespace, ref.name):
             message = f"{path}.ref: no {ref.kind} {ref.name!r}; apply it (it was deleted or not applied yet)"
-            return Condition("Ready", "False", "SinkNotFound", message)
+            return Condition(_DEPENDENCY_CONDITIONS[path], "False", "SinkNotFound", message)
     return None
 
 

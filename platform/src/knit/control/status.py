@@ -100,3 +100,39 @@ def condition_dict(condition: Condition) -> dict[str, str]:
         "reason": condition.reason,
         "message": condition.message,
     }
+
+
+# --- eventing objects ------------------------------------------------------------------------------
+
+# The conditions each kind reports besides Ready, as Knative's types name them.
+_DEPENDENCIES = {
+    "KafkaSource": ("SinkProvided",),
+    "PingSource": ("SinkProvided",),
+    "Trigger": ("BrokerReady", "SubscriberResolved", "DeadLetterSinkResolved"),
+}
+_RANK = {"False": 0, "Unknown": 1, "True": 2}
+
+
+def eventing_conditions(kind: str, blocked: Condition | None, running: str | None, address: str) -> list[Condition]:
+    """An eventing object's conditions: what it depends on (a False one is `blocked`), whether its
+    adapter is deployed (`running` says what it does, None when nothing runs), and Ready, the worst."""
+    if kind == "Broker":
+        addressable = Condition("Addressable", "True", "", address) if running is not None else Condition(
+            "Addressable", "Unknown", "IngressNotRunning", "the Brokers' ingress is not running"
+        )  # fmt: skip
+        conditions = [addressable]
+    elif kind in _DEPENDENCIES:
+        conditions = [
+            blocked if blocked and blocked.type == kind_of else Condition(kind_of, "True")
+            for kind_of in _DEPENDENCIES[kind]
+        ]
+        if running is not None:
+            conditions.append(Condition("Deployed", "True", "", running))
+        else:
+            message = f"nothing runs until it can: {blocked.message}" if blocked else "not started yet"
+            conditions.append(Condition("Deployed", "False", "NotDeployed", message))
+    else:  # SinkBinding: its subject's instances get K_SINK when they start
+        conditions = []
+    worst = min(conditions, key=lambda c: _RANK[c.status], default=Condition("Ready", "True"))
+    ready = Condition("Ready", worst.status, worst.reason, worst.message if worst.status != "True" else "")
+    return [*conditions, ready]
