@@ -36,7 +36,7 @@ from typing import Any
 import yaml
 from aiohttp import hdrs, web
 
-from knit.admission import Context, load_manifests
+from knit.admission import Context, load_manifests, problems_of
 from knit.control_token import (
     DEFAULT_PORT,
     TOKEN_ENV,
@@ -51,7 +51,7 @@ from knit.resources.loading import YAML_SUFFIXES, InvalidManifests, Manifests, m
 from knit.runtimes.local.processes import ProcessFailed
 from knit.runtimes.local.runtime import LocalRuntime
 from knit.serving.state import InvalidApply
-from knit.serving.traffic import edit_traffic, static_problems
+from knit.serving.traffic import edit_traffic
 
 MAX_BODY = 64 * 1024  # bytes in a request body: a list of paths or a traffic change
 MAX_MANIFEST_FILE = 1024 * 1024  # bytes in one manifest file read through the API
@@ -309,7 +309,10 @@ def control_app(runtime: LocalRuntime, token: str) -> web.Application:
             raise Refused(404, "not_found", error.args[0]) from None
         except ValueError as error:
             raise Refused(422, "invalid_traffic", str(error)) from None
-        problems = [f"{path}: {message}" for path, message in static_problems(traffic)]
+        # Admitted as the whole Service would be, so `kn`-style edits obey the same rules as manifests
+        spec = record.service.spec.model_copy(update={"traffic": traffic})
+        edited = record.service.model_copy(update={"spec": spec})
+        problems = [f"{path}: {message}" for path, message in problems_of(edited, runtime.autoscaler_config)]
         if problems:
             raise Refused(422, "invalid_traffic", problems)
         try:
