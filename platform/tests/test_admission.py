@@ -159,3 +159,60 @@ def test_a_config_autoscaler_in_the_same_files_is_the_one_annotations_are_checke
     assert [s.name for s in load_manifests([tmp_path]).services] == ["other"]
     # ... even when the config in force says otherwise
     assert load_manifests([tmp_path], Context(autoscaler={"allow-zero-initial-scale": "false"})).services
+
+
+# --- the rules, without a running knit dev (mutation testing runs these) ---------------------------
+
+CONFIG = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: %s}\ndata: {%s}\n"
+
+
+def problems_in(tmp_path, *documents):
+    path = tmp_path / "m.yaml"
+    path.write_text("\n---\n".join(documents))
+    try:
+        load_manifests([path])
+    except InvalidManifests as error:
+        return error.problems
+    return []
+
+
+def test_an_annotation_out_of_range_is_named_with_its_file_object_and_field(tmp_path):
+    assert problems_in(tmp_path, service('autoscaling.knit.dev/window: "1s"')) == [
+        f"{tmp_path / 'm.yaml'} (Service other): spec.template.metadata.annotations: autoscaling.knit.dev/window: "
+        'must be a duration from 6s to 1h, like "60s", "1m30s", "500ms", "1h"; got "1s"'
+    ]
+
+
+def test_a_bad_config_autoscaler_is_named_and_annotations_are_not_judged_against_it(tmp_path):
+    bad_config = CONFIG % ("config-autoscaler", "max-scale-up-rate: '0.5'")
+    assert problems_in(tmp_path, bad_config, service('autoscaling.knit.dev/window: "1s"')) == [
+        f"{tmp_path / 'm.yaml'}[0] (ConfigMap config-autoscaler): data.max-scale-up-rate: "
+        'must be a number > 1; got "0.5"'
+    ]
+
+
+def test_a_configmap_of_another_name_is_not_the_autoscalers(tmp_path):
+    other = CONFIG % ("settings", "max-scale-up-rate: '0.5', allow-zero-initial-scale: 'true'")
+    assert problems_in(tmp_path, other) == []
+    zero = service('autoscaling.knit.dev/initial-scale: "0"')
+    assert [p.split(": ", 2)[1] for p in problems_in(tmp_path, other, zero)] == ["spec.template.metadata.annotations"]
+
+
+def test_every_problem_of_a_service_is_listed_traffic_name_and_annotations(tmp_path):
+    text = service('autoscaling.knit.dev/max-scale: "-1"', revision="hello-v1",
+                   traffic="[{latestRevision: true, percent: 60}]")  # fmt: skip
+    assert [p.split(": ", 2)[1] for p in problems_in(tmp_path, text)] == [
+        "spec.traffic",
+        "spec.template.metadata.annotations",
+        "spec.template.metadata.name",
+    ]
+
+
+def test_triggers_and_ping_sources_are_judged_beside_services(tmp_path):
+    trigger = (
+        BROKER + "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: t}\n"
+        "spec: {broker: default, filters: [{cesql: \"type = 'x'\"}], subscriber: {uri: 'http://127.0.0.1:1'}}\n"
+    )
+    ping = PING.format(spec=f"schedule: 'often', {SINK}")
+    found = problems_in(tmp_path, trigger, ping, service())
+    assert [p.split(": ", 2)[1] for p in found] == ["spec.filters[0].cesql", "spec.schedule"]

@@ -163,3 +163,22 @@ def test_render_shows_configuration_revisions_and_route_as_knative_would():
     assert route["status"]["traffic"] == [
         {"revisionName": "hello-00001", "percent": 100, "tag": "stable", "url": "http://stable-hello.default.localhost"}
     ]
+
+
+def test_removing_a_service_forgets_its_revisions_health_and_route_and_only_its_own():
+    state = ServingState()
+    state.apply([service("hello:1")])
+    ready(state, "hello-00001")
+    state.apply([service("hello:2")])
+    other = service("other:1")
+    state.apply([other.model_copy(update={"metadata": other.metadata.model_copy(update={"name": "other"})})])
+    ready(state, "other-00001")
+
+    removed = state.remove("default", "hello")
+
+    assert [r.name for r in removed.revisions] == ["hello-00001", "hello-00002"]
+    assert list(state.records) == [("default", "other")]
+    assert set(state.health) == {"other-00001"}
+    assert not state.routable("hello-00001") and state.routable("other-00001")
+    with pytest.raises(KeyError, match="no Service default/hello; known: default/other"):
+        state.remove("default", "hello")
