@@ -141,3 +141,24 @@ def test_eventing_list_shows_why_a_source_is_not_ready_and_what_a_ready_one_does
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
     assert rows[1] == ["KafkaSource", "feed", "False", "SinkNotFound", "spec.sink.ref:", "no", "Service"]
     assert rows[2] == ["PingSource", "tick", "True", "ping", "->", "http://127.0.0.1:9"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["delete"], "knit: name what to delete: -f FILES, or KIND NAME (e.g. `knit delete kafkasource feed`)"),
+        (["delete", "-f", "x.yaml", "service", "hello"],
+         "knit: name objects either with -f FILES or as KIND NAME, not both"),
+        (["delete", "widget", "w"], "knit: unknown kind 'widget'; knit knows Service, KafkaSource, SinkBinding, "
+                                     "PingSource, Broker, Trigger, ConfigMap"),
+    ],
+)  # fmt: skip
+def test_a_delete_that_names_nothing_clearly_is_refused_with_exit_2_and_deletes_nothing(control, capsys, argv, message):
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err.splitlines() == [message]
+    assert control.calls == []
+
+
+def test_delete_by_kind_ignores_the_kinds_case_and_uses_the_namespace(control):
+    assert cli.main(["delete", "pingSOURCE", "tick", "-n", "team"]) == 0
+    assert control.calls == [("delete", ["PingSource/team/tick"])]
