@@ -216,3 +216,14 @@ def test_triggers_and_ping_sources_are_judged_beside_services(tmp_path):
     ping = PING.format(spec=f"schedule: 'often', {SINK}")
     found = problems_in(tmp_path, trigger, ping, service())
     assert [p.split(": ", 2)[1] for p in found] == ["spec.filters[0].cesql", "spec.schedule"]
+
+
+def test_a_bad_config_autoscaler_is_blamed_even_when_another_kind_has_its_name(tmp_path):
+    named_alike = (
+        service()
+        .replace("metadata: {name: other}", "metadata: {name: config-autoscaler}")
+        .replace("name: other-v1", "name: config-autoscaler-v1")
+    )
+    bad_config = CONFIG % ("config-autoscaler", "max-scale-up-rate: '0.5'")
+    (problem,) = problems_in(tmp_path, named_alike, bad_config)
+    assert problem.startswith(f"{tmp_path / 'm.yaml'}[1] (ConfigMap config-autoscaler): data.max-scale-up-rate: ")
