@@ -315,3 +315,18 @@ def test_a_web_page_cannot_apply_a_manifest_with_a_cross_site_form(dev, evil, at
             browser.close()
     assert service_names(dev) == ["hello"]
     assert not marker.exists()
+
+
+def test_a_delete_naming_objects_badly_is_400_and_one_not_applied_is_404_and_nothing_is_deleted(dev):
+    message = assert_refused(post(dev, "/delete", b'{"objects": ["hello", "Service//hello"]}'), 400, "invalid_body")
+    assert message.splitlines() == [
+        "'hello': name an object as KIND/NAMESPACE/NAME, e.g. Service/default/hello",
+        "'Service//hello': name an object as KIND/NAMESPACE/NAME, e.g. Service/default/hello",
+    ]
+    assert "at least one" in assert_refused(post(dev, "/delete", b'{"objects": []}'), 400, "invalid_body")
+    message = assert_refused(post(dev, "/delete", b'{"object": []}'), 400, "invalid_body")
+    assert "'object' is not a field here" in message
+    body = b'{"objects": ["Service/default/hello", "KafkaSource/default/nobody"]}'
+    message = assert_refused(post(dev, "/delete", body), 404, "not_found")
+    assert message.startswith("not applied: KafkaSource default/nobody;")
+    assert service_names(dev) == ["hello"]

@@ -299,7 +299,8 @@ class ControlCore:
         applied: start new ones, replace changed ones, stop those no longer wanted (deleted, or
         whose sink or Broker is gone). A line for each change, and for each of `applied`."""
         applied = set(applied)
-        world = desired_eventing(self.applied.values(), self.exists, self.kafka_bootstrap,
+        known = self.known()  # once: desired_eventing asks for every reference
+        world = desired_eventing(self.applied.values(), lambda *key: key in known, self.kafka_bootstrap,
                                  self.runtime.address_of, self.oidc)  # fmt: skip
         running = self._eventing
         summary = []
