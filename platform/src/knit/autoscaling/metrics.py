@@ -9,8 +9,9 @@ feeds them.
   panic window (a percentage of the stable one).
 - `MaxWindow`: the largest value recorded within a trailing duration (aggregation/max),
   for scale-down-delay and HPA stabilization.
-- `ConcurrencyMeter`: fed by the data plane on every request start and finish (O(1)); its
-  `collect` gives the time-weighted average concurrency and the requests since the last one.
+- `ConcurrencyMeter`: fed by the data plane on every request start and finish (O(1)), or by
+  sampled readings (`observe`, from HAProxy's stats); its `collect` gives the time-weighted
+  average concurrency and the requests since the last one.
 """
 
 from __future__ import annotations
@@ -136,6 +137,13 @@ class ConcurrencyMeter:
     def request_finished(self, now: float) -> None:
         self._advance(now)
         self.in_flight = max(0, self.in_flight - 1)
+
+    def observe(self, now: float, in_flight: int, requests: int) -> None:
+        """A sampled reading, for a data plane that reports levels rather than each request:
+        `in_flight` from now on, and `requests` started since the last reading."""
+        self._advance(now)
+        self.in_flight = max(0, in_flight)
+        self._requests += requests
 
     def collect(self, now: float) -> tuple[float, int]:
         """(time-weighted average concurrency, requests started) since the last collect; starts a new period."""

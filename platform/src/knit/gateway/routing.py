@@ -93,3 +93,7 @@ class RouteTable:
 
     def known_hosts(self) -> list[str]:
         return sorted(self._hosts)
+
+    def hosts(self) -> dict[str, RouteEntry]:
+        """Every public host name and its route (tags included)."""
+        return dict(self._hosts)

@@ -15,8 +15,9 @@ import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from knit.gateway.activator import Endpoint, RevisionBackend
+from knit.gateway.activator import Endpoint
 from knit.host import HOST, free_port
 from knit.runtimes.local.forking import ForkedProcess, ForkServer
 from knit.runtimes.local.plan import ProcessPlan
@@ -26,6 +27,17 @@ from knit.serving.revisions import Revision
 from knit.serving.state import RevisionHealth
 
 PlanFor = Callable[[str, int], ProcessPlan]  # (instance name, port) -> how to run it
+
+
+class Backend(Protocol):
+    """Where a Revision's ready instances are sent requests from: the gateway's RevisionBackend,
+    or HAProxy's servers (`data_plane.ProxiedInstances`)."""
+
+    failure: str | None  # why the Revision is failing, for the activator's 503
+
+    def add(self, endpoint: Endpoint) -> None: ...
+
+    def remove(self, endpoint: Endpoint) -> None: ...
 
 
 @dataclass(eq=False)
@@ -53,7 +65,7 @@ class RevisionRunner:
         self,
         revision: Revision,
         plan_for: PlanFor,
-        backend: RevisionBackend,
+        backend: Backend,
         logs: LogSink,
         report: Callable[[RevisionHealth], None],
         ready_timeout: float,

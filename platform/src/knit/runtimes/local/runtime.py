@@ -31,18 +31,20 @@ from knit.autoscaling.metrics import ConcurrencyMeter
 from knit.control.core import ControlCore, RevisionHooks
 from knit.control.desired import IDENTITY_VARIABLES, INGRESS, AdapterProcess, DesiredAdapter, Oidc
 from knit.eventing.ingress import IngressConfig
+from knit.gateway import haproxy
 from knit.gateway.activator import RevisionBackend
 from knit.gateway.limits import GatewayLimits
 from knit.gateway.proxy import Gateway
-from knit.gateway.routing import RouteTable
+from knit.gateway.routing import RouteEntry, RouteTable, Split
 from knit.host import HOST, free_port
 from knit.kafka.admin import ensure_topics
 from knit.observability import Metrics
 from knit.resources.loading import Identity, Manifests
 from knit.resources.model import Service, TrafficTarget
 from knit.runtimes.local.adapters import Adapter
+from knit.runtimes.local.data_plane import HaproxyDataPlane
 from knit.runtimes.local.forking import ForkServer, fork_entry, preloaded_modules
-from knit.runtimes.local.instances import RevisionRunner
+from knit.runtimes.local.instances import Backend, RevisionRunner
 from knit.runtimes.local.oidc import CHECK_INTERVAL, TokenFiles
 from knit.runtimes.local.plan import ProcessPlan, adapter_plan, instance_plan
 from knit.runtimes.local.processes import LogSink, ProcessFailed
@@ -72,6 +74,10 @@ class Options:
     ready_timeout: float = 60.0  # seconds an instance has to pass its readiness check
     activation_timeout: float = 60.0  # seconds a request waits for an instance of its Revision
     gateway_limits: GatewayLimits = dataclasses.field(default_factory=GatewayLimits)  # what a client can make it hold
+    data_plane: str = "python"  # one of DATA_PLANES: who carries requests to ready instances
+
+
+DATA_PLANES = ("python", "haproxy")  # python: the aiohttp gateway alone; haproxy: HAProxy + the activator
 
 
 @dataclass
@@ -103,7 +109,9 @@ class LocalRuntime:
             activation_timeout=lambda _: options.activation_timeout,
             request_timeout=lambda revision: float(self.revisions[revision].revision.template.spec.timeout_seconds),
             limits=options.gateway_limits,
+            behind_proxy=haproxy.REVISION_HEADER if options.data_plane == "haproxy" else "",
         )
+        self.data_plane: HaproxyDataPlane | None = None
         self.port = 0
         self._service_ports: dict[tuple[str, str], int] = {}
         self._folders: dict[tuple[str, str], Path] = {}
@@ -124,7 +132,10 @@ class LocalRuntime:
 
     async def start(self) -> None:
         await self.gateway.start_session()
-        self.port = await self.gateway.listen(HOST, self.options.port, self.gateway.by_host)
+        if self.options.data_plane == "haproxy":
+            await self._start_haproxy()
+        else:
+            self.port = await self.gateway.listen(HOST, self.options.port, self.gateway.by_host)
         self._loop_task = asyncio.create_task(self.core.autoscale_forever())
         self._renew_task = asyncio.create_task(self._renew_tokens_forever())
 
@@ -138,10 +149,43 @@ class LocalRuntime:
         if self._ingress:
             await self._ingress.stop()
         await asyncio.gather(*(parts.runner.stop() for parts in self.revisions.values()))
+        if self.data_plane:
+            await self.data_plane.stop()
+            shutil.rmtree(self.data_plane.proxy.folder, ignore_errors=True)
         await self.gateway.close()
         self.tokens.remove()
         if self._oidc_scratch:
             shutil.rmtree(self._oidc_scratch, ignore_errors=True)
+
+    async def _start_haproxy(self) -> None:
+        """HAProxy on the public port; the Python gateway behind it as the activator, on a port
+        of its own that only HAProxy's connections reach (so its per-address limit is HAProxy's)."""
+        haproxy.Haproxy(Path()).check()
+        activator_limits = dataclasses.replace(
+            self.options.gateway_limits, max_connections_per_address=haproxy.MAX_CONNECTIONS
+        )
+        activator = await self.gateway.listen(HOST, 0, self._activator_route, limits=activator_limits)
+        self.port = self.options.port or free_port()
+        ports = haproxy.Ports(public=self.port, internal=free_port(), activator=activator)
+        folder = Path(tempfile.mkdtemp(prefix="knit-haproxy-"))
+        self.data_plane = HaproxyDataPlane(
+            folder, ports, self.options.gateway_limits, self.options.activation_timeout, self.routes
+        )
+        await self.data_plane.start()
+
+    def _activator_route(self, request: Any) -> RouteEntry | None:
+        """A request HAProxy passed to the activator: for the Revision it names, else for the
+        cluster-local port it came in on, else by Host."""
+        assert self.data_plane is not None
+        parts = self.revisions.get(request.headers.get(haproxy.REVISION_HEADER, ""))
+        if parts is not None:
+            revision = parts.revision
+            return RouteEntry(revision.service, revision.namespace, Split({revision.name: 100}))
+        port = request.headers.get(haproxy.SERVICE_PORT_HEADER, "")
+        service = self.data_plane.service_of_port(int(port)) if port.isdigit() else None
+        if service is not None:
+            return self.routes.service_route(service[1], service[0])
+        return self.gateway.by_host(request)
 
     async def _renew_tokens_forever(self) -> None:
         while True:
@@ -214,7 +258,13 @@ class LocalRuntime:
         cluster-local port, kept for it when it is deleted so it comes back at the same address."""
         key = (service.namespace, service.name)
         self._folders[key] = folder
-        if key not in self._service_ports:
+        if key in self._service_ports:
+            return
+        if self.data_plane:
+            self._service_ports[key] = free_port()
+            self.data_plane.add_service_port(self._service_ports[key], *key)
+            await self.data_plane.apply()  # listening before anyone is given the address
+        else:
             self._service_ports[key] = await self.gateway.listen(HOST, 0, self._cluster_local_route(*key))
 
     def _cluster_local_route(self, namespace: str, service: str) -> Any:
@@ -223,13 +273,21 @@ class LocalRuntime:
     async def run_revision(self, revision: Revision, service: Service, hooks: RevisionHooks) -> None:
         key = (service.namespace, service.name)
         meter = ConcurrencyMeter(time.monotonic())
-        backend = RevisionBackend(
-            revision.name,
-            revision.container_concurrency,
-            on_demand=hooks.on_demand,
-            on_start=lambda: meter.request_started(time.monotonic()),
-            on_finish=lambda: meter.request_finished(time.monotonic()),
-        )
+        instances: Backend
+        if self.data_plane:
+            # HAProxy counts each instance's slots; the activator only holds requests until one is up.
+            backend = RevisionBackend(revision.name, 0, on_demand=hooks.on_demand)
+            timeout = float(revision.template.spec.timeout_seconds)
+            instances = self.data_plane.add_revision(revision.name, revision.container_concurrency, timeout, backend,
+                                                     meter)  # fmt: skip
+        else:
+            backend = instances = RevisionBackend(
+                revision.name,
+                revision.container_concurrency,
+                on_demand=hooks.on_demand,
+                on_start=lambda: meter.request_started(time.monotonic()),
+                on_finish=lambda: meter.request_finished(time.monotonic()),
+            )
         folder = self._folders[key]
 
         def plan_for(name: str, port: int) -> ProcessPlan:
@@ -242,7 +300,7 @@ class LocalRuntime:
         runner = RevisionRunner(
             revision,
             plan_for,
-            backend,
+            instances,
             self.logs,
             report=hooks.report,
             ready_timeout=self.options.ready_timeout,
@@ -277,6 +335,8 @@ class LocalRuntime:
         if parts:
             self.metrics.forget_revision(parts.revision.service, revision)
             await parts.runner.stop()
+        if self.data_plane:
+            self.data_plane.remove_revision(revision)
 
     def scale(self, revision: str, desired: int) -> None:
         self.revisions[revision].runner.scale_to(desired)
@@ -295,9 +355,13 @@ class LocalRuntime:
         self.routes.set_route(
             service.name, service.namespace, route.split, route.tags, service.cluster_local, not_ready
         )
+        if self.data_plane:
+            self.data_plane.routes_changed()
 
     def remove_route(self, namespace: str, name: str) -> None:
         self.routes.remove_service(name, namespace)
+        if self.data_plane:
+            self.data_plane.routes_changed()
 
     # --- eventing adapters: the Runtime side of the control core -------------------------------
 

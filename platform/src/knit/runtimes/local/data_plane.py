@@ -1,0 +1,292 @@
+"""The local runtime's HAProxy data plane: knit's state carried into a running HAProxy.
+
+The runtime says what should be (Revisions, their ready instances, routes, cluster-local
+ports); one task makes HAProxy match, in order: a new Revision or Service (a backend or a
+listener HAProxy cannot add at runtime) renders the configuration and reloads it; instances
+and splits change through the Runtime API. Every tenth of a second another task reads
+HAProxy's stats: each Revision's requests at its instances and in its queue (plus those the
+activator holds) feed the autoscaler's meter, and each instance's own count tells a
+draining instance when its last request is done.
+
+`ProxiedInstances` is what a RevisionRunner reports its instances to: HAProxy gets them as
+servers, and the activator (the Python gateway) gets one endpoint per Revision, HAProxy's
+internal frontend, once the Revision has a server up: from then on the requests it held go
+back through HAProxy, which alone counts each instance's slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from knit.autoscaling.metrics import ConcurrencyMeter
+from knit.gateway import haproxy
+from knit.gateway.activator import Endpoint, RevisionBackend
+from knit.gateway.limits import GatewayLimits
+from knit.gateway.routing import RouteTable
+from knit.host import HOST
+
+log = logging.getLogger(__name__)
+STATS_INTERVAL = 0.1  # seconds between readings of HAProxy's stats
+
+
+def server_name(endpoint: Endpoint) -> str:
+    """`danmaku-processor-00001/3` → `i3`."""
+    return "i" + endpoint.name.rsplit("/", 1)[-1]
+
+
+class _Revision:
+    def __init__(self, backend: haproxy.RevisionBackend, activator: RevisionBackend, meter: ConcurrencyMeter) -> None:
+        self.desired = backend  # servers knit wants up
+        self.activator = activator
+        self.meter = meter
+        self.endpoints: dict[str, Endpoint] = {}  # by server name, draining ones included
+        self.served = 0  # requests sent to its servers, at the last reading
+
+
+class ProxiedInstances:
+    """A RevisionRunner's view of the data plane: `add`, `remove` and `failure`, as RevisionBackend."""
+
+    def __init__(self, plane: HaproxyDataPlane, revision: str) -> None:
+        self.plane, self.revision = plane, revision
+
+    @property
+    def failure(self) -> str | None:
+        parts = self.plane.revisions.get(self.revision)
+        return parts.activator.failure if parts else None
+
+    @failure.setter
+    def failure(self, message: str | None) -> None:
+        if self.revision in self.plane.revisions:
+            self.plane.revisions[self.revision].activator.failure = message
+
+    def add(self, endpoint: Endpoint) -> None:
+        self.plane.add_server(self.revision, endpoint)
+
+    def remove(self, endpoint: Endpoint) -> None:
+        self.plane.remove_server(self.revision, endpoint)
+
+
+class HaproxyDataPlane:
+    def __init__(
+        self, folder: Path, ports: haproxy.Ports, limits: GatewayLimits, activation_timeout: float, routes: RouteTable
+    ) -> None:
+        self.proxy = haproxy.Haproxy(folder)
+        self.ports, self.limits, self.activation_timeout, self.routes = ports, limits, activation_timeout, routes
+        self.revisions: dict[str, _Revision] = {}
+        self.service_ports: dict[int, tuple[str, str]] = {}  # cluster-local port → (namespace, service)
+        self._gate = Endpoint("haproxy", HOST, ports.internal)  # the activator's way back into HAProxy
+        self._structure_changed = True
+        self._applied_servers: dict[str, dict[str, haproxy.Server]] = {}
+        self._applied_map: dict[str, str] = {}
+        self._draining: dict[str, set[str]] = {}  # revision → servers in maintenance, to delete when idle
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()  # one pass at a time: Runtime API commands must not interleave
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- what the runtime says should be ----------------------------------------------------------
+
+    def add_service_port(self, port: int, namespace: str, service: str) -> None:
+        self.service_ports[port] = (namespace, service)
+        self._structure_changed = True
+        self._wake.set()
+
+    def add_revision(self, revision: str, container_concurrency: int, timeout: float, activator: RevisionBackend,
+                     meter: ConcurrencyMeter) -> ProxiedInstances:  # fmt: skip
+        backend = haproxy.RevisionBackend(revision, container_concurrency, timeout)
+        self.revisions[revision] = _Revision(backend, activator, meter)
+        self._structure_changed = True
+        self._wake.set()
+        return ProxiedInstances(self, revision)
+
+    def remove_revision(self, revision: str) -> None:
+        if self.revisions.pop(revision, None):
+            self._structure_changed = True
+            self._wake.set()
+
+    def add_server(self, revision: str, endpoint: Endpoint) -> None:
+        parts = self.revisions.get(revision)
+        if parts is None:
+            return
+        name = server_name(endpoint)
+        parts.desired.servers[name] = haproxy.Server(name, endpoint.host, endpoint.port)
+        parts.endpoints[name] = endpoint
+        self._wake.set()
+
+    def remove_server(self, revision: str, endpoint: Endpoint) -> None:
+        parts = self.revisions.get(revision)
+        if parts is None:
+            return
+        name = server_name(endpoint)
+        parts.desired.servers.pop(name, None)
+        if name in self._applied_servers.get(revision, {}):
+            # HAProxy may send it requests until the server is in maintenance: the instance is
+            # busy until a reading after that says otherwise.
+            endpoint.in_flight = max(endpoint.in_flight, 1)
+        if not parts.desired.servers:
+            parts.activator.remove(self._gate)  # held requests wait for the next instance
+        self._wake.set()
+
+    def routes_changed(self) -> None:
+        self._wake.set()
+
+    def service_of_port(self, port: int) -> tuple[str, str] | None:
+        return self.service_ports.get(port)
+
+    # --- making HAProxy match ---------------------------------------------------------------------
+
+    def _route_map(self) -> dict[str, str]:
+        hosts = {host: entry.split.weights for host, entry in self.routes.hosts().items()}
+        ports: dict[int, Mapping[str, int]] = {}
+        for port, (namespace, service) in self.service_ports.items():
+            entry = self.routes.service_route(service, namespace)
+            ports[port] = entry.split.weights if entry else {}
+        known = set(self.revisions)
+        return {
+            key: backend
+            for key, backend in haproxy.route_map(hosts, ports).items()
+            if backend.removeprefix("rev-") in known
+        }
+
+    def _render(self) -> str:
+        return haproxy.render_config(
+            self.ports,
+            sorted(self.service_ports),
+            {name: parts.desired for name, parts in self.revisions.items()},
+            self.limits,
+            self.activation_timeout,
+            self.proxy.admin_socket,
+            self.proxy.map_file,
+        )
+
+    async def start(self) -> None:
+        self.proxy.check()
+        self.proxy.folder.mkdir(parents=True, exist_ok=True)
+        self._applied_map = self._route_map()
+        self.proxy.write(self._render(), self._applied_map)
+        await self.proxy.start()
+        self._structure_changed = False
+        self._tasks = [asyncio.create_task(self._sync_forever()), asyncio.create_task(self._read_stats_forever())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.proxy.stop()
+
+    async def _sync_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.apply()
+            except (OSError, RuntimeError, TimeoutError) as error:
+                log.warning("haproxy: could not apply a change, trying again: %s", error)
+                await asyncio.sleep(0.2)
+                self._wake.set()
+
+    async def apply(self) -> None:
+        """One pass: HAProxy made to match what the runtime wants."""
+        async with self._lock:
+            await self._sync()
+
+    async def _sync(self) -> None:
+        if self._structure_changed:
+            self._structure_changed = False
+            desired_map = self._route_map()
+            self.proxy.write(self._render(), desired_map)
+            await self.proxy.reload()
+            self._applied_map = desired_map
+            self._applied_servers = {n: dict(p.desired.servers) for n, p in self.revisions.items()}
+            self._draining = {}
+        else:
+            await self._sync_servers()
+            await self._sync_map()
+        for parts in self.revisions.values():
+            if self._applied_servers.get(parts.desired.revision) and self._gate not in parts.activator.endpoints:
+                parts.activator.add(self._gate)  # HAProxy has a server up: hand held requests back
+
+    async def _sync_servers(self) -> None:
+        for name, parts in self.revisions.items():
+            backend = haproxy.backend_name(name)
+            applied = self._applied_servers.setdefault(name, {})
+            for server in [s for key, s in applied.items() if key not in parts.desired.servers]:
+                await self.proxy.command(f"set server {backend}/{server.name} state maint")
+                del applied[server.name]
+                self._draining.setdefault(name, set()).add(server.name)
+            for server in [s for key, s in parts.desired.servers.items() if applied.get(key) != s]:
+                if server.name in self._draining.get(name, set()):
+                    await self._delete_server(name, server.name, force=True)
+                arguments = haproxy.server_arguments(parts.desired, server)
+                answer = await self.proxy.command(f"add server {backend}/{server.name} {arguments}")
+                if "New server registered" not in answer:
+                    raise RuntimeError(f"add server {backend}/{server.name}: {answer.strip()}")
+                await self.proxy.command(f"enable server {backend}/{server.name}")
+                applied[server.name] = server
+
+    async def _delete_server(self, revision: str, name: str, force: bool = False) -> bool:
+        backend = f"{haproxy.backend_name(revision)}/{name}"
+        if force:
+            await self.proxy.command(f"shutdown sessions server {backend}")
+        answer = await self.proxy.command(f"del server {backend}")
+        if "Server deleted" in answer or "No such server" in answer:
+            self._draining.get(revision, set()).discard(name)
+            if revision in self.revisions:
+                self.revisions[revision].endpoints.pop(name, None)
+            return True
+        return False
+
+    async def _sync_map(self) -> None:
+        desired = self._route_map()
+        path = self.proxy.map_file
+        commands = [
+            f"{'set' if key in self._applied_map else 'add'} map {path} {key} {backend}"
+            for key, backend in desired.items()
+            if self._applied_map.get(key) != backend
+        ]
+        commands += [f"del map {path} {key}" for key in self._applied_map if key not in desired]
+        for start in range(0, len(commands), haproxy.BUCKETS):  # a route's worth per round trip
+            await self.proxy.command("; ".join(commands[start : start + haproxy.BUCKETS]))
+        self._applied_map = desired
+
+    # --- reading HAProxy's stats --------------------------------------------------------------------
+
+    async def _read_stats_forever(self) -> None:
+        while True:
+            await asyncio.sleep(STATS_INTERVAL)
+            try:
+                stats = haproxy.parse_stats(await self.proxy.command("show stat"))
+            except (OSError, TimeoutError, KeyError, ValueError) as error:
+                log.debug("haproxy: no stats this time: %s", error)
+                continue
+            self.record(stats, time.monotonic())
+            for revision, names in list(self._draining.items()):
+                for name in list(names):
+                    server = stats.get(revision, haproxy.BackendStats(0, {})).servers.get(name)
+                    if server is None or server.in_flight == 0:
+                        with contextlib.suppress(OSError, TimeoutError):
+                            await self._delete_server(revision, name)
+
+    def record(self, stats: Mapping[str, haproxy.BackendStats], now: float) -> None:
+        """Feed each Revision's meter and its instances' counts from one reading."""
+        for name, parts in self.revisions.items():
+            backend = stats.get(name)
+            if backend is None:
+                continue
+            served = sum(server.served for server in backend.servers.values())
+            in_flight = sum(server.in_flight for server in backend.servers.values())
+            level = in_flight + backend.queued + parts.activator.waiting
+            parts.meter.observe(now, level, max(0, served - parts.served))
+            parts.served = served
+            # Only servers HAProxy has as knit wants them: one being taken out counts as busy
+            # until its maintenance state is applied.
+            counted = set(parts.desired.servers) & set(self._applied_servers.get(name, {}))
+            for server in counted | self._draining.get(name, set()):
+                endpoint = parts.endpoints.get(server)
+                if endpoint is not None and server in backend.servers:
+                    endpoint.in_flight = backend.servers[server].in_flight

@@ -1,0 +1,91 @@
+"""HAProxy's side of the data plane, as pure functions: the route map (splits as buckets),
+the rendered configuration (checked by the real `haproxy -c`), the stats parser, and the
+meter fed by sampled readings. Requests through a running HAProxy: test_serving_local.py."""
+
+from __future__ import annotations
+
+import subprocess
+from collections import Counter
+
+from knit.autoscaling.metrics import ConcurrencyMeter
+from knit.gateway import haproxy
+from knit.gateway.limits import GatewayLimits
+
+
+def test_a_90_10_split_is_90_and_10_of_the_100_buckets_and_a_tag_host_gets_all_of_them():
+    entries = haproxy.route_map(
+        {
+            "hello.default.localhost": {"hello-blue": 90, "hello-green": 10},
+            "canary-hello.default.localhost": {"hello-green": 100},
+        },
+        {},
+    )
+
+    main = Counter(v for k, v in entries.items() if k.startswith("hello.default.localhost/"))
+    tag = Counter(v for k, v in entries.items() if k.startswith("canary-hello."))
+    assert main == {"rev-hello-blue": 90, "rev-hello-green": 10}
+    assert tag == {"rev-hello-green": 100}
+    assert {int(k.rsplit("/", 1)[1]) for k in entries if k.startswith("hello.")} == set(range(100))
+
+
+def test_a_cluster_local_port_is_keyed_by_its_number_and_an_empty_split_gets_no_entries():
+    entries = haproxy.route_map({"gone.default.localhost": {}}, {40123: {"events-00002": 100}})
+
+    assert len(entries) == 100
+    assert entries["40123/0"] == entries["40123/99"] == "rev-events-00002"
+
+
+def test_stats_give_each_revisions_queue_and_its_instances_not_the_activator():
+    text = (
+        "# pxname,svname,qcur,qmax,scur,smax,slim,stot\n"
+        "public,FRONTEND,,,3,6,9900,36\n"
+        "rev-hello-00001,activator,0,0,1,1,,4\n"
+        "rev-hello-00001,i1,0,0,1,1,1,21\n"
+        "rev-hello-00001,i2,0,0,0,1,1,15\n"
+        "rev-hello-00001,BACKEND,2,5,2,6,1,40\n"
+    )
+
+    stats = haproxy.parse_stats(text)
+
+    assert stats == {
+        "hello-00001": haproxy.BackendStats(2, {"i1": haproxy.ServerStats(1, 21), "i2": haproxy.ServerStats(0, 15)})
+    }
+
+
+def test_a_meter_fed_readings_averages_them_over_time_and_counts_requests():
+    meter = ConcurrencyMeter(now=0.0)
+
+    meter.observe(0.0, in_flight=4, requests=10)
+    meter.observe(0.5, in_flight=0, requests=5)
+
+    assert meter.collect(1.0) == (2.0, 15)  # 4 for half the second, 0 for the other half
+
+
+def test_the_rendered_configuration_is_one_haproxy_accepts(tmp_path):
+    revisions = {
+        "hello-00001": haproxy.RevisionBackend(
+            "hello-00001", 1, 300.0, {"i1": haproxy.Server("i1", "127.0.0.1", 40001)}
+        ),
+        "events-00001": haproxy.RevisionBackend("events-00001", 0, 30.0),
+    }
+    map_file = tmp_path / "routes.map"
+    map_file.write_text("")
+    config = haproxy.render_config(
+        haproxy.Ports(public=48080, internal=48081, activator=48082),
+        [48090, 48091],
+        revisions,
+        GatewayLimits(),
+        60.0,
+        tmp_path / "admin.sock",
+        map_file,
+    )
+    (tmp_path / "haproxy.cfg").write_text(config)
+
+    checked = subprocess.run(
+        ["haproxy", "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True, text=True, timeout=30
+    )
+
+    assert checked.returncode == 0, checked.stderr
+    assert "server i1 127.0.0.1:40001 maxconn 1" in config
+    assert "server activator 127.0.0.1:48082 backup" in config
+    assert "bind 127.0.0.1:48090" in config and "bind 127.0.0.1:48091" in config
