@@ -3,6 +3,7 @@ create, change, delete, a child that fails, and reconciling twice changing nothi
 
 import asyncio
 import textwrap
+import time
 
 import pytest
 
@@ -67,6 +68,9 @@ class FakeRuntime:
     def scale(self, revision, desired):
         self.calls.append(("scale", revision, desired))
 
+    def serve_through_activator(self, revision, through):
+        self.calls.append(("through_activator", revision, through))
+
     def ready_count(self, revision):
         return self.ready.get(revision, 0)
 
@@ -96,8 +100,8 @@ class FakeRuntime:
         self.calls.append(("run_ingress", tuple(config.brokers) if config else None))
 
     def take(self, kind: str | None = None) -> list[tuple]:
-        """The calls so far (of one kind), forgotten once taken; scale calls only when asked for."""
-        taken = [c for c in self.calls if (c[0] == kind if kind else c[0] != "scale")]
+        """The calls so far (of one kind), forgotten once taken; autoscaling calls only when asked for."""
+        taken = [c for c in self.calls if (c[0] == kind if kind else c[0] not in ("scale", "through_activator"))]
         self.calls = []
         return taken
 
@@ -199,6 +203,34 @@ def test_a_request_waiting_at_zero_asks_the_runtime_for_an_instance_at_once(core
     assert runtime.take("scale") == [("scale", "web-00001", 1)]
     runtime.hooks["web-00001"].on_demand()  # the same activation: the autoscaler heard it already
     assert runtime.take("scale") == []
+
+
+@pytest.mark.parametrize(
+    ("burst", "ready_instances", "through"),
+    [
+        ("211", 0, True),  # at zero the activator holds requests
+        ("211", 1, True),  # 1 instance x target 100 - 211 < 0: too little spare capacity
+        ("211", 3, False),  # 3 x 100 - 211 = 89 spare requests: straight to the instances
+        ("0", 1, False),  # target-burst-capacity 0: the activator only at zero
+        ("0", 0, True),
+        ("-1", 5, True),  # -1: the activator always
+    ],
+)
+def test_the_activator_stays_in_the_path_at_zero_and_while_spare_capacity_is_short(
+    core, tmp_path, burst, ready_instances, through
+):
+    core, runtime = core
+    annotated = (SERVICE % ("web", "web:1")).replace(
+        "  template:\n",
+        f"  template:\n    metadata: {{annotations: {{autoscaling.knit.dev/target-burst-capacity: '{burst}'}}}}\n",
+    )
+    apply(core, tmp_path, annotated)
+    runtime.ready["web-00001"] = ready_instances
+    runtime.take("through_activator")
+
+    core.decide("web-00001", time.monotonic())
+
+    assert runtime.take("through_activator") == [("through_activator", "web-00001", through)]
 
 
 # --- KafkaSource --------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ meter fed by sampled readings. Requests through a running HAProxy: test_serving_
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections import Counter
 
@@ -23,8 +24,8 @@ def test_a_90_10_split_is_90_and_10_of_the_100_buckets_and_a_tag_host_gets_all_o
 
     main = Counter(v for k, v in entries.items() if k.startswith("hello.default.localhost/"))
     tag = Counter(v for k, v in entries.items() if k.startswith("canary-hello."))
-    assert main == {"rev-hello-blue": 90, "rev-hello-green": 10}
-    assert tag == {"rev-hello-green": 100}
+    assert main == {"hello-blue": 90, "hello-green": 10}
+    assert tag == {"hello-green": 100}
     assert {int(k.rsplit("/", 1)[1]) for k in entries if k.startswith("hello.")} == set(range(100))
 
 
@@ -32,7 +33,23 @@ def test_a_cluster_local_port_is_keyed_by_its_number_and_an_empty_split_gets_no_
     entries = haproxy.route_map({"gone.default.localhost": {}}, {40123: {"events-00002": 100}})
 
     assert len(entries) == 100
-    assert entries["40123/0"] == entries["40123/99"] == "rev-events-00002"
+    assert entries["40123/0"] == entries["40123/99"] == "events-00002"
+
+
+def test_a_revision_goes_to_its_backend_or_to_the_activator_as_its_mode_says():
+    assert haproxy.mode_map({"hello-00001": False, "hello-00002": True}) == {
+        "hello-00001": "rev-hello-00001",
+        "hello-00002": "activator",
+    }
+
+
+def test_haproxys_own_errors_are_whole_responses_in_the_error_contract():
+    page = haproxy.error_page(503)
+
+    head, body = page.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert f"Content-Length: {len(body)}".encode() in head
+    assert json.loads(body)["error"]["code"] == "revision_unavailable"
 
 
 def test_stats_give_each_revisions_queue_and_its_instances_not_the_activator():
@@ -68,22 +85,21 @@ def test_the_rendered_configuration_is_one_haproxy_accepts(tmp_path):
         ),
         "events-00001": haproxy.RevisionBackend("events-00001", 0, 30.0),
     }
-    map_file = tmp_path / "routes.map"
-    map_file.write_text("")
+    proxy = haproxy.Haproxy(tmp_path)
     config = haproxy.render_config(
-        haproxy.Ports(public=48080, internal=48081, activator=48082),
+        haproxy.Ports(public=48080, activator=48082),
         [48090, 48091],
         revisions,
         GatewayLimits(),
         60.0,
-        tmp_path / "admin.sock",
-        map_file,
+        proxy.admin_socket,
+        proxy.routes_map,
+        proxy.modes_map,
+        proxy.errors,
     )
-    (tmp_path / "haproxy.cfg").write_text(config)
+    proxy.write(config, {"hello.default.localhost/0": "hello-00001"}, haproxy.mode_map({"hello-00001": False}))
 
-    checked = subprocess.run(
-        ["haproxy", "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True, text=True, timeout=30
-    )
+    checked = subprocess.run(["haproxy", "-c", "-f", str(proxy.config)], capture_output=True, text=True, timeout=30)
 
     assert checked.returncode == 0, checked.stderr
     assert "server i1 127.0.0.1:40001 maxconn 1" in config

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -14,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+import websocket
 import yaml
 
 from knit.runtimes.local.runtime import DATA_PLANES, Options
@@ -57,17 +59,16 @@ FAST_AUTOSCALER = {
 
 @pytest.fixture(params=DATA_PLANES)
 def data_plane(request) -> str:
-    """Asked for by the tests that run on both data planes; the others run on the default one.
-    Not yet on HAProxy: containerConcurrency 1 (HAProxy 2.6 let two requests onto a server with
-    maxconn 1 just after it was added), a new Revision taking traffic as soon as `apply` returns
-    (HAProxy's map is updated a moment later), and the 504's message naming the instance."""
+    """Asked for by the tests that run on both data planes (with its default
+    target-burst-capacity, HAProxy hands these small Revisions to the activator); the others
+    run on the one their options name."""
     return request.param
 
 
 @pytest.fixture
 def run(kafka_bootstrap, tmp_path, request):
     """Start the given resources on the local runtime; stopped after the test."""
-    plane = request.getfixturevalue("data_plane") if "data_plane" in request.fixturenames else "python"
+    plane = request.getfixturevalue("data_plane") if "data_plane" in request.fixturenames else None
     started: list[RunningManifests] = []
     counter = iter(range(100))
 
@@ -77,7 +78,9 @@ def run(kafka_bootstrap, tmp_path, request):
         return [path]
 
     def start(*documents, options: Options | None = None) -> RunningManifests:
-        options = dataclasses.replace(options or Options(port=0), data_plane=plane)
+        options = options or Options(port=0)
+        if plane:
+            options = dataclasses.replace(options, data_plane=plane)
         running = RunningManifests(write(*documents), kafka_bootstrap, tmp_path / "processes.log", options)
         started.append(running)
         running.start()
@@ -153,7 +156,7 @@ def test_a_90_10_split_over_2000_requests_lands_within_3_points_and_a_tag_reache
     assert canary == {"hello-green": 50}
 
 
-def test_with_container_concurrency_1_no_instance_ever_serves_two_requests_at_once(run):
+def test_with_container_concurrency_1_no_instance_ever_serves_two_requests_at_once(run, data_plane):
     annotations = {"autoscaling.knit.dev/max-scale": "2", "autoscaling.knit.dev/min-scale": "1"}
     running = run(service(annotations=annotations, concurrency=1))
 
@@ -169,7 +172,7 @@ def test_with_container_concurrency_1_no_instance_ever_serves_two_requests_at_on
     assert {a["max_in_flight"] for a in answers} == {1}
 
 
-def test_a_new_template_makes_a_new_revision_that_takes_the_traffic_once_ready(run):
+def test_a_new_template_makes_a_new_revision_that_takes_the_traffic_once_ready(run, data_plane):
     running = run(service(version="1"))
     assert get(running).json()["revision"] == "hello-00001"
 
@@ -212,14 +215,14 @@ def test_a_request_in_flight_finishes_when_its_instance_is_scaled_down(run, data
     assert revision_status(running)["instances"] == []
 
 
-def test_the_hpa_class_scales_on_the_cpu_the_instances_use(run):
+def test_the_hpa_class_scales_on_the_cpu_the_instances_use(run, data_plane):
     annotations = {"autoscaling.knit.dev/class": "hpa", "autoscaling.knit.dev/metric": "cpu",
                    "autoscaling.knit.dev/target": "30", "autoscaling.knit.dev/max-scale": "3"}  # fmt: skip
     running = run(service(annotations=annotations), FAST_AUTOSCALER)
     load_until_scale(running, clients=2, scale=2, burn_ms=200)
 
 
-def test_the_gateway_and_the_autoscaler_export_prometheus_metrics(run):
+def test_the_gateway_and_the_autoscaler_export_prometheus_metrics(run, data_plane):
     running = run(service())
     assert get(running).status_code == 200
     exposition = running.runtime.metrics.exposition().decode()
@@ -231,7 +234,7 @@ def test_the_gateway_and_the_autoscaler_export_prometheus_metrics(run):
         assert f"{series}{{{labels}}}" in exposition
 
 
-def test_a_request_the_instance_does_not_answer_within_timeout_seconds_is_a_504_naming_it(run):
+def test_a_request_the_instance_does_not_answer_within_timeout_seconds_is_a_504_naming_it(run, data_plane):
     # Given a Revision whose requests may take 1 s (timeoutSeconds), served by an app that can sleep
     running = run(service(timeout_seconds=1))
 
@@ -276,3 +279,126 @@ def test_a_revision_whose_instance_never_gets_ready_answers_503_after_the_activa
         }
     }
     assert [instance["ready"] for instance in revision_status(running)["instances"]] == [False]
+
+
+# --- HAProxy's direct path: with spare capacity (target-burst-capacity 0) the activator steps aside ---
+
+DIRECT = {"autoscaling.knit.dev/min-scale": "1", "autoscaling.knit.dev/target-burst-capacity": "0"}
+ECHO = """
+import os
+from aiohttp import web
+
+async def echo(request):
+    socket = web.WebSocketResponse()
+    await socket.prepare(request)
+    async for message in socket:
+        await socket.send_str("echo " + message.data)
+    return socket
+
+app = web.Application()
+app.add_routes([web.get("/ws", echo)])
+web.run_app(app, host=os.environ["HOST"], port=int(os.environ["PORT"]), print=None)
+"""
+
+
+@pytest.fixture
+def on_haproxy(run):
+    """Start resources on the HAProxy data plane and wait until the given Revisions are served
+    straight by HAProxy (the autoscaler has seen spare capacity)."""
+
+    def start(*documents, direct: tuple[str, ...]) -> RunningManifests:
+        running = run(*documents, options=Options(port=0, data_plane="haproxy"))
+        deadline = time.monotonic() + HANG
+        while any(running.through_activator(r) for r in direct) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(running.through_activator(r) for r in direct), "the activator never stepped aside"
+        return running
+
+    return start
+
+
+def served_by_instances(running: RunningManifests, revision: str) -> int:
+    """Requests HAProxy sent straight to the Revision's instances so far (not to the activator)."""
+    rows = [line.split(",") for line in running.haproxy_stats().splitlines() if line.startswith(f"rev-{revision},")]
+    return sum(int(row[7]) for row in rows if row[1] not in ("activator", "BACKEND"))
+
+
+def test_with_spare_capacity_haproxy_serves_a_split_and_a_tag_without_the_activator(on_haproxy):
+    running = on_haproxy(service(annotations=DIRECT, revision="hello-blue", version="1"), direct=("hello-blue",))
+    traffic = [
+        {"revisionName": "hello-blue", "percent": 90},
+        {"revisionName": "hello-green", "percent": 10, "tag": "canary"},
+    ]
+    running.apply(running.write(service(annotations=DIRECT, revision="hello-green", version="2", traffic=traffic)))
+    while running.through_activator("hello-green"):
+        time.sleep(0.1)
+    before = served_by_instances(running, "hello-blue") + served_by_instances(running, "hello-green")
+
+    with requests.Session() as session:
+        served = Counter(get(running, session=session).json()["revision"] for _ in range(2000))
+        canary = Counter(get(running, "canary-hello.default.localhost", session).json()["revision"] for _ in range(50))
+
+    assert abs(served["hello-green"] / 2000 - 0.10) <= 0.03, served
+    assert served["hello-blue"] + served["hello-green"] == 2000
+    assert canary == {"hello-green": 50}
+    after = served_by_instances(running, "hello-blue") + served_by_instances(running, "hello-green")
+    assert after - before == 2050  # every one of them straight from HAProxy to an instance
+
+
+def test_a_split_changed_while_load_runs_drops_no_request(on_haproxy):
+    running = on_haproxy(service(annotations=DIRECT, revision="hello-blue", version="1"), direct=("hello-blue",))
+    green = service(annotations=DIRECT, revision="hello-green", version="2",
+                    traffic=[{"revisionName": "hello-blue", "percent": 100}])  # fmt: skip
+    running.apply(running.write(green))
+    statuses: Counter[int] = Counter()
+    revisions: Counter[str] = Counter()
+    stop = threading.Event()
+
+    def client() -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                response = get(running, session=session)
+                statuses[response.status_code] += 1
+                if response.status_code == 200:
+                    revisions[response.json()["revision"]] += 1
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for blue in (0, 50, 100, 10, 0):
+            traffic = [{"revisionName": "hello-blue", "percent": blue},
+                       {"revisionName": "hello-green", "percent": 100 - blue}]  # fmt: skip
+            green["spec"]["traffic"] = traffic
+            running.apply(running.write(green))
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(HANG)
+
+    assert set(statuses) == {200}, statuses
+    assert revisions["hello-blue"] and revisions["hello-green"], revisions
+
+
+def test_a_websocket_goes_through_haproxy_to_the_instance_and_back(on_haproxy, tmp_path):
+    script = tmp_path / "echo.py"
+    script.write_text(ECHO)
+    container = {"image": "echo", "command": [sys.executable, str(script)]}
+    template = {"metadata": {"annotations": DIRECT}, "spec": {"containers": [container]}}
+    echo = {"apiVersion": "serving.knit.dev/v1", "kind": "Service", "metadata": {"name": "echo"},
+            "spec": {"template": template}}  # fmt: skip
+    running = on_haproxy(echo, direct=("echo-00001",))
+    before = served_by_instances(running, "echo-00001")
+
+    socket = websocket.create_connection(
+        running.gateway.replace("http", "ws") + "/ws", host="echo.default.localhost", timeout=30
+    )
+    try:
+        socket.send("hello")
+        answer = socket.recv()
+    finally:
+        socket.close()
+
+    assert answer == "echo hello"
+    assert served_by_instances(running, "echo-00001") == before + 1

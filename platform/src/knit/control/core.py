@@ -48,6 +48,8 @@ class Runtime(Protocol):
     async def run_revision(self, revision: Revision, service: Service, hooks: RevisionHooks) -> None: ...
     async def remove_revision(self, revision: str) -> None: ...  # drain and stop its instances
     def scale(self, revision: str, desired: int) -> None: ...
+    # Knative's serverless-service mode: True (proxy) keeps the activator in the request path.
+    def serve_through_activator(self, revision: str, through: bool) -> None: ...
     def ready_count(self, revision: str) -> int: ...
     def traffic(self, revision: str, now: float) -> tuple[float, float]: ...  # (concurrency, requests) since last
     def usage(self, revision: str) -> tuple[float, float] | None: ...  # (CPU %, MiB) per instance, for HPA
@@ -219,12 +221,16 @@ class ControlCore:
         revision = scaling.revision
         if (revision.namespace, revision.service) in self.suspended:
             self.runtime.scale(name, 0)
+            self.runtime.serve_through_activator(name, True)
             return
         ready = self.runtime.ready_count(name)
         if ready:
             scaling.poked = False
         decision = scaling.scaler.decide(now, ready, self.state.routable(name))
         self.runtime.scale(name, decision.desired)
+        # As Knative: the activator stays in the path at zero and while the ready instances
+        # cannot absorb target-burst-capacity more requests (excess burst capacity below 0).
+        self.runtime.serve_through_activator(name, not ready or decision.excess_burst_capacity < 0)
         if self.metrics:
             labels = (revision.service, name)
             self.metrics.desired.labels(*labels).set(decision.desired)

@@ -24,7 +24,12 @@ class Endpoint:
     name: str
     host: str
     port: int
-    in_flight: int = 0
+    in_flight: int = 0  # requests the gateway sent it that are not done
+    proxied: int = 0  # requests HAProxy sent it straight, as its stats last said (HAProxy data plane)
+
+    @property
+    def busy(self) -> int:
+        return self.in_flight + self.proxied
 
 
 class Unavailable(Exception):

@@ -1,27 +1,27 @@
-"""HAProxy as the gateway's hot path: its configuration, its route map and its Runtime API.
+"""HAProxy as the gateway's hot path: its configuration, its maps and its Runtime API.
 
 Knative keeps its own code out of the request path when it can: Envoy carries requests to
-ready revisions, and the activator is in the path only while a revision has no ready
-instance. Here HAProxy (2.6+, Debian's) does Envoy's part:
+ready revisions, and the activator is in the path only while a revision is at zero or short
+of burst capacity. Here HAProxy (2.6+, Debian's) does Envoy's part:
 
 - one frontend on the public port routes by Host, one on every Service's cluster-local
-  port routes by that port; both look the key up in one map file, `<host or port>/<bucket>`
-  → the Revision's backend, with a bucket drawn from 0..99 per request, so a split of
-  percentages is 100 map entries and changes entry by entry at runtime (`set map`);
-- one backend per Revision: its ready instances as servers (`maxconn` = containerConcurrency,
-  a hard limit: a request queues rather than go to a full instance), and knit's activator
-  as the `backup` server, which HAProxy uses only while the Revision has no server up. The
-  activator holds the request, pokes the autoscaler and, once an instance is ready, hands
-  the request back to HAProxy on an internal frontend that goes straight to the Revision's
-  backend (header `x-knit-revision`), so HAProxy alone counts each instance's slots;
+  port routes by that port; both look the key up in the routes map, `<host or port>/<bucket>`
+  → a Revision, with a bucket drawn from 0..99 per request, so a split of percentages is 100
+  map entries and changes entry by entry at runtime (`set map`); the Revision's name goes
+  along in `x-knit-revision`;
+- the modes map says where a Revision's requests go: its own backend (its ready instances as
+  servers, `maxconn` = containerConcurrency, with knit's activator as the `backup` server for
+  when none is up), or straight to the activator, which holds them at zero, pokes the
+  autoscaler and counts each instance's slots itself (Knative's proxy mode, kept while spare
+  capacity is short, so a containerConcurrency of 1 is exact);
 - instances come and go through the Runtime API (`add server`, `set server … state`,
   `del server`); a new Revision or Service needs a new backend or listener, which HAProxy
   cannot add at runtime: knit renders the whole configuration from its state and reloads
   (master-worker, listeners handed over, connections kept);
 - what HAProxy cannot bound the way knit's limits say goes to the activator, which enforces
-  them: chunked request bodies and bodies larger than one buffer (`BODY_IN_PROXY`).
+  them: chunked request bodies and bodies larger than `BODY_IN_PROXY`.
 
-Everything here but `Haproxy` is pure: rendering, the map and the stats parser.
+Everything here but `Haproxy` is pure: rendering, the maps and the stats parser.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import shutil
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 
 from knit.gateway.limits import GatewayLimits
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 
 BUCKETS = 100  # split precision: one percentage point per map entry
 BODY_IN_PROXY = 16 * 1024  # larger bodies (and chunked ones) are buffered and bounded by the activator
-REVISION_HEADER = "x-knit-revision"  # internal: which Revision the activator is to hold a request for
+REVISION_HEADER = "x-knit-revision"  # internal: the Revision HAProxy chose, for the activator
 SERVICE_PORT_HEADER = "x-knit-service-port"  # internal: the cluster-local port a request came in on
 ACTIVATOR_SERVER = "activator"
 # HAProxy's maxconn, open connections it holds at once (all clients together): each takes two
@@ -81,7 +82,6 @@ class RevisionBackend:
 @dataclass(frozen=True)
 class Ports:
     public: int  # routes by Host
-    internal: int  # the activator hands held requests back here
     activator: int  # knit's activator (the Python gateway) listens here
 
 
@@ -90,7 +90,7 @@ def backend_name(revision: str) -> str:
 
 
 def route_map(hosts: Mapping[str, Mapping[str, int]], service_ports: Mapping[int, Mapping[str, int]]) -> dict[str, str]:
-    """The map file's entries: `<host>/<bucket>` and `<port>/<bucket>` → a Revision's backend.
+    """The routes map's entries: `<host>/<bucket>` and `<port>/<bucket>` → a Revision.
 
     `hosts` and `service_ports` give each key's split (Revision → percent, adding up to 100).
     Buckets are handed out in contiguous runs, in the split's order; a key whose split is
@@ -102,9 +102,38 @@ def route_map(hosts: Mapping[str, Mapping[str, int]], service_ports: Mapping[int
         for revision, percent in split.items():
             for _ in range(percent):
                 if bucket < BUCKETS:
-                    entries[f"{key}/{bucket}"] = backend_name(revision)
+                    entries[f"{key}/{bucket}"] = revision
                 bucket += 1
     return entries
+
+
+def mode_map(through_activator: Mapping[str, bool]) -> dict[str, str]:
+    """The modes map's entries: each Revision → its backend, or the activator's."""
+    return {
+        revision: "activator" if through else backend_name(revision) for revision, through in through_activator.items()
+    }
+
+
+# HAProxy's own answers, in the contract's shape: for requests it cannot parse (a head too
+# large included), heads that do not arrive in time, and instances that fail, are full or time out.
+ERROR_PAGES = {
+    400: ("bad_request", "the request could not be parsed, or its head is larger than the gateway's limits"),
+    408: ("request_header_timeout", "the request did not arrive in time"),
+    502: ("upstream_failed", "the instance failed to answer"),
+    503: ("revision_unavailable", "no instance of the revision could take the request in time"),
+    504: ("upstream_timeout", "the instance did not answer within the revision's timeoutSeconds"),
+}
+
+
+def error_page(status: int) -> bytes:
+    """A whole HTTP response, as HAProxy's errorfile wants it."""
+    code, message = ERROR_PAGES[status]
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    head = (
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
 
 
 def _quote(text: str) -> str:
@@ -123,7 +152,9 @@ def render_config(
     limits: GatewayLimits,
     activation_timeout: float,
     admin_socket: Path,
-    map_file: Path,
+    routes_map: Path,
+    modes_map: Path,
+    errors: Path,
 ) -> str:
     """The whole configuration for knit's state: frontends, the activator and one backend per Revision."""
     head = max(limits.max_header_size, limits.max_header_line)
@@ -146,7 +177,6 @@ def render_config(
         "",
         "defaults",
         "  mode http",
-        "  option http-buffer-request",
         "  timeout connect 5s",
         "  retries 2",
         "  option redispatch 1",  # an instance that refuses the connection (stopping): try another
@@ -158,11 +188,7 @@ def render_config(
         "  timeout client-fin 5s",
         "  timeout server-fin 5s",
         # HAProxy's own errors, in the contract's shape.
-        f"  http-error {_error(400, 'bad_request', 'the request could not be parsed, or its head is too large')}",
-        f"  http-error {_error(408, 'request_header_timeout', 'the request did not arrive in time')}",
-        f"  http-error {_error(502, 'upstream_failed', 'the instance failed to answer')}",
-        f"  http-error {_error(503, 'revision_unavailable', 'no instance could take the request in time')}",
-        f"  http-error {_error(504, 'upstream_timeout', 'the instance did not answer in time')}",
+        *(f"  errorfile {status} {errors / f'{status}.http'}" for status in ERROR_PAGES),
         "",
     ]
     for name, bind_ports, key in (
@@ -189,8 +215,13 @@ def render_config(
             "  http-request set-header x-forwarded-proto http",
             "  http-request set-header x-forwarded-host %[req.hdr(host)]",
             "  option forwardfor",
+            # Small bodies are read before a server is chosen (nginx's proxy_request_buffering);
+            # larger ones go to the activator, which reads them whole.
+            f"  http-request wait-for-body time {_ms(limits.request_body_timeout)} at-least {BODY_IN_PROXY}",
             "  http-request set-var(txn.bucket) rand(100)",
             f"  http-request set-var(txn.key) {key},concat(/,txn.bucket)",
+            f"  http-request set-var(txn.revision) var(txn.key),map({routes_map})",
+            f"  http-request set-header {REVISION_HEADER} %[var(txn.revision)] if {{ var(txn.revision) -m found }}",
         ]
         if name == "cluster-local":
             lines.append(f"  http-request set-header {SERVICE_PORT_HEADER} %[dst_port]")
@@ -198,19 +229,11 @@ def render_config(
             # What HAProxy would not bound as knit's limits say: the activator reads and bounds it.
             "  use_backend activator if { req.hdr(transfer-encoding) -m found }",
             f"  use_backend activator if {{ req.hdr_val(content-length) gt {BODY_IN_PROXY} }}",
-            f"  use_backend %[var(txn.key),map({map_file})] if {{ var(txn.key),map({map_file}) -m found }}",
+            f"  use_backend %[var(txn.revision),map({modes_map})] if {{ var(txn.revision),map({modes_map}) -m found }}",
             "  default_backend activator",
             "",
         ]
     lines += [
-        "frontend internal",
-        f"  bind {HOST}:{ports.internal}",
-        f"  use_backend rev-%[req.hdr({REVISION_HEADER})] if {{ req.hdr({REVISION_HEADER}) -m found }}",
-        "  default_backend unknown-revision",
-        "",
-        "backend unknown-revision",
-        f"  http-request return {_error(503, 'revision_unavailable', 'the revision is gone')}",
-        "",
         "backend activator",
         f"  timeout server {_ms(activation_timeout + max([r.timeout_seconds for r in revisions.values()] or [300.0]))}",
         f"  server {ACTIVATOR_SERVER} {HOST}:{ports.activator}",
@@ -221,7 +244,6 @@ def render_config(
             f"backend {backend_name(revision.revision)}",
             "  balance leastconn",
             f"  timeout server {_ms(activation_timeout + revision.timeout_seconds)}",
-            f"  http-request set-header {REVISION_HEADER} {revision.revision}",
             f"  server {ACTIVATOR_SERVER} {HOST}:{ports.activator} backup",
         ]
         lines += [server_line(revision, server) for server in revision.servers.values()]
@@ -281,7 +303,9 @@ class Haproxy:
         self.folder = folder
         self.binary = binary or shutil.which("haproxy") or ""
         self.config = folder / "haproxy.cfg"
-        self.map_file = folder / "routes.map"
+        self.routes_map = folder / "routes.map"
+        self.modes_map = folder / "modes.map"
+        self.errors = folder / "errors"
         self.admin_socket = folder / "admin.sock"
         self.master_socket = folder / "master.sock"
         self.process: asyncio.subprocess.Process | None = None
@@ -293,8 +317,12 @@ class Haproxy:
                 "or install HAProxy 2.6 or later yourself, or run knit dev --data-plane python"
             )
 
-    def write(self, config: str, entries: Mapping[str, str]) -> None:
-        self.map_file.write_text("".join(f"{key} {value}\n" for key, value in sorted(entries.items())))
+    def write(self, config: str, routes: Mapping[str, str], modes: Mapping[str, str]) -> None:
+        self.errors.mkdir(exist_ok=True)
+        for status in ERROR_PAGES:
+            (self.errors / f"{status}.http").write_bytes(error_page(status))
+        for path, entries in ((self.routes_map, routes), (self.modes_map, modes)):
+            path.write_text("".join(f"{key} {value}\n" for key, value in sorted(entries.items())))
         self.config.write_text(config)
 
     async def start(self, timeout: float = 10.0) -> None:

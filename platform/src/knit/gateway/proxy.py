@@ -60,7 +60,7 @@ class Gateway:
         activation_timeout: Callable[[str], float],
         request_timeout: Callable[[str], float],
         limits: GatewayLimits | None = None,
-        behind_proxy: str = "",
+        behind_proxy: bool = False,
     ) -> None:
         self.routes = routes
         self.backends = backends
@@ -68,8 +68,7 @@ class Gateway:
         self.activation_timeout = activation_timeout  # per revision, seconds to wait for an instance
         self.request_timeout = request_timeout  # per revision: its timeoutSeconds
         self.limits = limits or GatewayLimits()  # what one client can make the gateway hold
-        # As the activator behind HAProxy: the header that names the Revision to send to, and
-        # the X-Forwarded-* headers already set by HAProxy are kept as they are.
+        # As the activator behind HAProxy: the X-Forwarded-* headers HAProxy set are kept as they are.
         self.behind_proxy = behind_proxy
         self._session: aiohttp.ClientSession | None = None
         self._runners: list[web.ServerRunner] = []
@@ -153,10 +152,10 @@ class Gateway:
 
         try:
             if websocket:
-                response = await self._relay_websocket(request, endpoint, backend.revision)
+                response = await self._relay_websocket(request, endpoint)
             else:
                 timeout = self.request_timeout(backend.revision)
-                response = await self._forward(request, endpoint, body, timeout, finish, backend.revision)
+                response = await self._forward(request, endpoint, body, timeout, finish)
             status = response.status
             return response
         finally:
@@ -198,11 +197,9 @@ class Gateway:
             return web.Response(status=499)  # the client went away or sent a broken body: nobody to answer
         return b"".join(chunks)
 
-    def _upstream_headers(self, request: web.BaseRequest, drop: set[str], revision: str) -> CIMultiDict[str]:
+    def _upstream_headers(self, request: web.BaseRequest, drop: set[str]) -> CIMultiDict[str]:
         if self.behind_proxy:
-            headers = CIMultiDict((name, value) for name, value in request.headers.items() if name.lower() not in drop)
-            headers[self.behind_proxy] = revision
-            return headers
+            return CIMultiDict((name, value) for name, value in request.headers.items() if name.lower() not in drop)
         drop = drop | _SET_BY_GATEWAY
         headers: CIMultiDict[str] = CIMultiDict(
             (name, value) for name, value in request.headers.items() if name.lower() not in drop
@@ -217,13 +214,7 @@ class Gateway:
         return headers
 
     async def _forward(
-        self,
-        request: web.BaseRequest,
-        endpoint: Endpoint,
-        body: bytes,
-        timeout: float,
-        finish: Callable[[int], None],
-        revision: str,
+        self, request: web.BaseRequest, endpoint: Endpoint, body: bytes, timeout: float, finish: Callable[[int], None]
     ) -> web.StreamResponse:
         assert self._session is not None
         drop = _dropped(request.headers) | {"expect", "content-length"}  # the body is whole: its length is known
@@ -232,7 +223,7 @@ class Gateway:
             async with self._session.request(
                 request.method,
                 url,
-                headers=self._upstream_headers(request, drop, revision),
+                headers=self._upstream_headers(request, drop),
                 data=body if request.body_exists else None,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=5),
@@ -257,10 +248,10 @@ class Gateway:
         except ConnectionError:  # the client went away mid-request: nobody to answer
             return web.Response(status=499)
 
-    async def _relay_websocket(self, request: web.BaseRequest, endpoint: Endpoint, revision: str) -> web.StreamResponse:
+    async def _relay_websocket(self, request: web.BaseRequest, endpoint: Endpoint) -> web.StreamResponse:
         assert self._session is not None
         drop = _dropped(request.headers) | _WEBSOCKET_HANDSHAKE | {"host"}
-        headers = self._upstream_headers(request, drop, revision)
+        headers = self._upstream_headers(request, drop)
         headers["Host"] = request.host
         protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
         url = URL(f"http://{endpoint.host}:{endpoint.port}{request.raw_path}", encoded=True)

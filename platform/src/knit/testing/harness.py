@@ -147,6 +147,16 @@ class RunningManifests:
     def describe(self, service: str) -> dict[str, Any]:
         return self._in_loop(self.runtime.describe, "default", service)
 
+    def haproxy_stats(self) -> str:
+        """HAProxy's `show stat` (CSV), with the HAProxy data plane."""
+        assert self.runtime.data_plane is not None, "not running with --data-plane haproxy"
+        return self._call(self.runtime.data_plane.proxy.command("show stat"))
+
+    def through_activator(self, revision: str) -> bool:
+        """With the HAProxy data plane, whether the Revision's requests go through the activator now."""
+        assert self.runtime.data_plane is not None, "not running with --data-plane haproxy"
+        return self._in_loop(lambda: self.runtime.data_plane.revisions[revision].through_activator)
+
     def suspend(self, service: str) -> None:
         """Hold a Service at zero instances, as if its processes were gone."""
         self._in_loop(self.runtime.suspend, service)

@@ -1,17 +1,17 @@
 """The local runtime's HAProxy data plane: knit's state carried into a running HAProxy.
 
 The runtime says what should be (Revisions, their ready instances, routes, cluster-local
-ports); one task makes HAProxy match, in order: a new Revision or Service (a backend or a
-listener HAProxy cannot add at runtime) renders the configuration and reloads it; instances
-and splits change through the Runtime API. Every tenth of a second another task reads
-HAProxy's stats: each Revision's requests at its instances and in its queue (plus those the
-activator holds) feed the autoscaler's meter, and each instance's own count tells a
-draining instance when its last request is done.
+ports, whether the activator stays in a Revision's path); one task makes HAProxy match. A
+new Revision or Service (a backend or a listener HAProxy cannot add at runtime) renders the
+configuration and reloads it; instances, splits and modes change through the Runtime API.
+Every tenth of a second another task reads HAProxy's stats: the requests HAProxy has at each
+Revision's instances and in its queue feed the autoscaler (`proxy_meter`; the activator
+meters its own requests), and each instance's count tells a draining instance when its
+last request is done.
 
-`ProxiedInstances` is what a RevisionRunner reports its instances to: HAProxy gets them as
-servers, and the activator (the Python gateway) gets one endpoint per Revision, HAProxy's
-internal frontend, once the Revision has a server up: from then on the requests it held go
-back through HAProxy, which alone counts each instance's slots.
+`ProxiedInstances` is what a RevisionRunner reports its instances to: each ready instance
+becomes an HAProxy server and an endpoint of the activator's RevisionBackend, so either can
+send it requests, HAProxy while the Revision has spare capacity, the activator otherwise.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from knit.gateway import haproxy
 from knit.gateway.activator import Endpoint, RevisionBackend
 from knit.gateway.limits import GatewayLimits
 from knit.gateway.routing import RouteTable
-from knit.host import HOST
 
 log = logging.getLogger(__name__)
 STATS_INTERVAL = 0.1  # seconds between readings of HAProxy's stats
@@ -40,10 +39,11 @@ def server_name(endpoint: Endpoint) -> str:
 
 
 class _Revision:
-    def __init__(self, backend: haproxy.RevisionBackend, activator: RevisionBackend, meter: ConcurrencyMeter) -> None:
+    def __init__(self, backend: haproxy.RevisionBackend, activator: RevisionBackend) -> None:
         self.desired = backend  # servers knit wants up
         self.activator = activator
-        self.meter = meter
+        self.proxy_meter = ConcurrencyMeter(time.monotonic())  # requests HAProxy sent straight to instances
+        self.through_activator = True  # until the autoscaler says there is capacity to spare
         self.endpoints: dict[str, Endpoint] = {}  # by server name, draining ones included
         self.served = 0  # requests sent to its servers, at the last reading
 
@@ -79,10 +79,10 @@ class HaproxyDataPlane:
         self.ports, self.limits, self.activation_timeout, self.routes = ports, limits, activation_timeout, routes
         self.revisions: dict[str, _Revision] = {}
         self.service_ports: dict[int, tuple[str, str]] = {}  # cluster-local port → (namespace, service)
-        self._gate = Endpoint("haproxy", HOST, ports.internal)  # the activator's way back into HAProxy
         self._structure_changed = True
         self._applied_servers: dict[str, dict[str, haproxy.Server]] = {}
-        self._applied_map: dict[str, str] = {}
+        self._applied_routes: dict[str, str] = {}
+        self._applied_modes: dict[str, str] = {}
         self._draining: dict[str, set[str]] = {}  # revision → servers in maintenance, to delete when idle
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()  # one pass at a time: Runtime API commands must not interleave
@@ -95,10 +95,10 @@ class HaproxyDataPlane:
         self._structure_changed = True
         self._wake.set()
 
-    def add_revision(self, revision: str, container_concurrency: int, timeout: float, activator: RevisionBackend,
-                     meter: ConcurrencyMeter) -> ProxiedInstances:  # fmt: skip
+    def add_revision(self, revision: str, container_concurrency: int, timeout: float,
+                     activator: RevisionBackend) -> ProxiedInstances:  # fmt: skip
         backend = haproxy.RevisionBackend(revision, container_concurrency, timeout)
-        self.revisions[revision] = _Revision(backend, activator, meter)
+        self.revisions[revision] = _Revision(backend, activator)
         self._structure_changed = True
         self._wake.set()
         return ProxiedInstances(self, revision)
@@ -115,21 +115,27 @@ class HaproxyDataPlane:
         name = server_name(endpoint)
         parts.desired.servers[name] = haproxy.Server(name, endpoint.host, endpoint.port)
         parts.endpoints[name] = endpoint
+        parts.activator.add(endpoint)
         self._wake.set()
 
     def remove_server(self, revision: str, endpoint: Endpoint) -> None:
         parts = self.revisions.get(revision)
         if parts is None:
             return
+        parts.activator.remove(endpoint)
         name = server_name(endpoint)
         parts.desired.servers.pop(name, None)
         if name in self._applied_servers.get(revision, {}):
             # HAProxy may send it requests until the server is in maintenance: the instance is
             # busy until a reading after that says otherwise.
-            endpoint.in_flight = max(endpoint.in_flight, 1)
-        if not parts.desired.servers:
-            parts.activator.remove(self._gate)  # held requests wait for the next instance
+            endpoint.proxied = max(endpoint.proxied, 1)
         self._wake.set()
+
+    def serve_through_activator(self, revision: str, through: bool) -> None:
+        parts = self.revisions.get(revision)
+        if parts is not None and parts.through_activator != through:
+            parts.through_activator = through
+            self._wake.set()
 
     def routes_changed(self) -> None:
         self._wake.set()
@@ -137,20 +143,24 @@ class HaproxyDataPlane:
     def service_of_port(self, port: int) -> tuple[str, str] | None:
         return self.service_ports.get(port)
 
+    def traffic(self, revision: str, now: float) -> tuple[float, int]:
+        """What HAProxy sent straight to the Revision's instances since the last call."""
+        return self.revisions[revision].proxy_meter.collect(now)
+
     # --- making HAProxy match ---------------------------------------------------------------------
 
-    def _route_map(self) -> dict[str, str]:
+    def _routes(self) -> dict[str, str]:
         hosts = {host: entry.split.weights for host, entry in self.routes.hosts().items()}
         ports: dict[int, Mapping[str, int]] = {}
         for port, (namespace, service) in self.service_ports.items():
             entry = self.routes.service_route(service, namespace)
             ports[port] = entry.split.weights if entry else {}
-        known = set(self.revisions)
         return {
-            key: backend
-            for key, backend in haproxy.route_map(hosts, ports).items()
-            if backend.removeprefix("rev-") in known
+            key: revision for key, revision in haproxy.route_map(hosts, ports).items() if revision in self.revisions
         }
+
+    def _modes(self) -> dict[str, str]:
+        return haproxy.mode_map({name: parts.through_activator for name, parts in self.revisions.items()})
 
     def _render(self) -> str:
         return haproxy.render_config(
@@ -160,14 +170,21 @@ class HaproxyDataPlane:
             self.limits,
             self.activation_timeout,
             self.proxy.admin_socket,
-            self.proxy.map_file,
+            self.proxy.routes_map,
+            self.proxy.modes_map,
+            self.proxy.errors,
         )
+
+    def _write(self) -> None:
+        self._applied_routes, self._applied_modes = self._routes(), self._modes()
+        self.proxy.write(self._render(), self._applied_routes, self._applied_modes)
+        self._applied_servers = {name: dict(parts.desired.servers) for name, parts in self.revisions.items()}
+        self._draining = {}
 
     async def start(self) -> None:
         self.proxy.check()
         self.proxy.folder.mkdir(parents=True, exist_ok=True)
-        self._applied_map = self._route_map()
-        self.proxy.write(self._render(), self._applied_map)
+        self._write()
         await self.proxy.start()
         self._structure_changed = False
         self._tasks = [asyncio.create_task(self._sync_forever()), asyncio.create_task(self._read_stats_forever())]
@@ -193,23 +210,14 @@ class HaproxyDataPlane:
     async def apply(self) -> None:
         """One pass: HAProxy made to match what the runtime wants."""
         async with self._lock:
-            await self._sync()
-
-    async def _sync(self) -> None:
-        if self._structure_changed:
-            self._structure_changed = False
-            desired_map = self._route_map()
-            self.proxy.write(self._render(), desired_map)
-            await self.proxy.reload()
-            self._applied_map = desired_map
-            self._applied_servers = {n: dict(p.desired.servers) for n, p in self.revisions.items()}
-            self._draining = {}
-        else:
+            if self._structure_changed:
+                self._structure_changed = False
+                self._write()
+                await self.proxy.reload()
+                return
             await self._sync_servers()
-            await self._sync_map()
-        for parts in self.revisions.values():
-            if self._applied_servers.get(parts.desired.revision) and self._gate not in parts.activator.endpoints:
-                parts.activator.add(self._gate)  # HAProxy has a server up: hand held requests back
+            await self._sync_map(self.proxy.routes_map, self._applied_routes, self._routes())
+            await self._sync_map(self.proxy.modes_map, self._applied_modes, self._modes())
 
     async def _sync_servers(self) -> None:
         for name, parts in self.revisions.items():
@@ -241,18 +249,18 @@ class HaproxyDataPlane:
             return True
         return False
 
-    async def _sync_map(self) -> None:
-        desired = self._route_map()
-        path = self.proxy.map_file
+    async def _sync_map(self, path: Path, applied: dict[str, str], desired: dict[str, str]) -> None:
+        """Change `applied` (what HAProxy has) into `desired`, a route's worth of entries per round trip."""
         commands = [
-            f"{'set' if key in self._applied_map else 'add'} map {path} {key} {backend}"
-            for key, backend in desired.items()
-            if self._applied_map.get(key) != backend
+            f"{'set' if key in applied else 'add'} map {path} {key} {value}"
+            for key, value in desired.items()
+            if applied.get(key) != value
         ]
-        commands += [f"del map {path} {key}" for key in self._applied_map if key not in desired]
-        for start in range(0, len(commands), haproxy.BUCKETS):  # a route's worth per round trip
+        commands += [f"del map {path} {key}" for key in applied if key not in desired]
+        for start in range(0, len(commands), haproxy.BUCKETS):
             await self.proxy.command("; ".join(commands[start : start + haproxy.BUCKETS]))
-        self._applied_map = desired
+        applied.clear()
+        applied.update(desired)
 
     # --- reading HAProxy's stats --------------------------------------------------------------------
 
@@ -273,15 +281,14 @@ class HaproxyDataPlane:
                             await self._delete_server(revision, name)
 
     def record(self, stats: Mapping[str, haproxy.BackendStats], now: float) -> None:
-        """Feed each Revision's meter and its instances' counts from one reading."""
+        """Feed each Revision's proxy meter and its instances' counts from one reading."""
         for name, parts in self.revisions.items():
             backend = stats.get(name)
             if backend is None:
                 continue
             served = sum(server.served for server in backend.servers.values())
             in_flight = sum(server.in_flight for server in backend.servers.values())
-            level = in_flight + backend.queued + parts.activator.waiting
-            parts.meter.observe(now, level, max(0, served - parts.served))
+            parts.proxy_meter.observe(now, in_flight + backend.queued, max(0, served - parts.served))
             parts.served = served
             # Only servers HAProxy has as knit wants them: one being taken out counts as busy
             # until its maintenance state is applied.
@@ -289,4 +296,4 @@ class HaproxyDataPlane:
             for server in counted | self._draining.get(name, set()):
                 endpoint = parts.endpoints.get(server)
                 if endpoint is not None and server in backend.servers:
-                    endpoint.in_flight = backend.servers[server].in_flight
+                    endpoint.proxied = backend.servers[server].in_flight

@@ -57,7 +57,7 @@ class Instance:
 
 def _retire_first(instance: Instance) -> tuple[bool, int]:
     """Scaling down: instances still starting go first, then the least busy."""
-    return (instance.ready, instance.endpoint.in_flight if instance.endpoint else 0)
+    return (instance.ready, instance.endpoint.busy if instance.endpoint else 0)
 
 
 class RevisionRunner:
@@ -197,7 +197,7 @@ class RevisionRunner:
         if endpoint is not None:
             self.backend.remove(endpoint)
             deadline = time.monotonic() + self.revision.template.spec.timeout_seconds
-            while endpoint.in_flight and time.monotonic() < deadline:
+            while endpoint.busy and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
         await instance.process.stop()
         if instance.task:

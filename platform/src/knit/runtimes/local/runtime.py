@@ -109,7 +109,7 @@ class LocalRuntime:
             activation_timeout=lambda _: options.activation_timeout,
             request_timeout=lambda revision: float(self.revisions[revision].revision.template.spec.timeout_seconds),
             limits=options.gateway_limits,
-            behind_proxy=haproxy.REVISION_HEADER if options.data_plane == "haproxy" else "",
+            behind_proxy=options.data_plane == "haproxy",
         )
         self.data_plane: HaproxyDataPlane | None = None
         self.port = 0
@@ -166,7 +166,7 @@ class LocalRuntime:
         )
         activator = await self.gateway.listen(HOST, 0, self._activator_route, limits=activator_limits)
         self.port = self.options.port or free_port()
-        ports = haproxy.Ports(public=self.port, internal=free_port(), activator=activator)
+        ports = haproxy.Ports(public=self.port, activator=activator)
         folder = Path(tempfile.mkdtemp(prefix="knit-haproxy-"))
         self.data_plane = HaproxyDataPlane(
             folder, ports, self.options.gateway_limits, self.options.activation_timeout, self.routes
@@ -210,7 +210,10 @@ class LocalRuntime:
 
     async def apply(self, manifests: Manifests) -> list[str]:
         """Apply admitted manifests (knit.admission.load_manifests with `admission_context()`)."""
-        return await self.core.apply(manifests)
+        changes = await self.core.apply(manifests)
+        if self.data_plane:
+            await self.data_plane.apply()  # routes as applied before the caller hears back
+        return changes
 
     async def delete(self, identities: list[Identity]) -> list[str]:
         return await self.core.delete(identities)
@@ -226,6 +229,8 @@ class LocalRuntime:
 
     async def wait_settled(self, timeout: float) -> None:
         await self.core.wait_settled(timeout)
+        if self.data_plane:
+            await self.data_plane.apply()  # the routes to the settled Revisions are in HAProxy too
 
     def eventing(self) -> list[dict[str, Any]]:
         return self.core.eventing_status()
@@ -273,21 +278,17 @@ class LocalRuntime:
     async def run_revision(self, revision: Revision, service: Service, hooks: RevisionHooks) -> None:
         key = (service.namespace, service.name)
         meter = ConcurrencyMeter(time.monotonic())
-        instances: Backend
-        if self.data_plane:
-            # HAProxy counts each instance's slots; the activator only holds requests until one is up.
-            backend = RevisionBackend(revision.name, 0, on_demand=hooks.on_demand)
+        backend = RevisionBackend(
+            revision.name,
+            revision.container_concurrency,
+            on_demand=hooks.on_demand,
+            on_start=lambda: meter.request_started(time.monotonic()),
+            on_finish=lambda: meter.request_finished(time.monotonic()),
+        )
+        instances: Backend = backend
+        if self.data_plane:  # HAProxy gets the instances too, and sends to them while there is capacity
             timeout = float(revision.template.spec.timeout_seconds)
-            instances = self.data_plane.add_revision(revision.name, revision.container_concurrency, timeout, backend,
-                                                     meter)  # fmt: skip
-        else:
-            backend = instances = RevisionBackend(
-                revision.name,
-                revision.container_concurrency,
-                on_demand=hooks.on_demand,
-                on_start=lambda: meter.request_started(time.monotonic()),
-                on_finish=lambda: meter.request_finished(time.monotonic()),
-            )
+            instances = self.data_plane.add_revision(revision.name, revision.container_concurrency, timeout, backend)
         folder = self._folders[key]
 
         def plan_for(name: str, port: int) -> ProcessPlan:
@@ -345,7 +346,16 @@ class LocalRuntime:
         return self.revisions[revision].runner.ready_count
 
     def traffic(self, revision: str, now: float) -> tuple[float, float]:
-        return self.revisions[revision].meter.collect(now)
+        concurrency, requests = self.revisions[revision].meter.collect(now)  # through the gateway
+        if self.data_plane:  # and straight through HAProxy
+            proxied, proxied_requests = self.data_plane.traffic(revision, now)
+            concurrency, requests = concurrency + proxied, requests + proxied_requests
+        return concurrency, requests
+
+    def serve_through_activator(self, revision: str, through: bool) -> None:
+        """With HAProxy, whether a Revision's requests go through the activator; without it they always do."""
+        if self.data_plane:
+            self.data_plane.serve_through_activator(revision, through)
 
     def usage(self, revision: str) -> tuple[float, float] | None:
         parts = self.revisions[revision]
