@@ -57,15 +57,15 @@ def test_stats_give_each_revisions_queue_and_its_instances_not_the_activator():
         "# pxname,svname,qcur,qmax,scur,smax,slim,stot\n"
         "public,FRONTEND,,,3,6,9900,36\n"
         "rev-hello-00001,activator,0,0,1,1,,4\n"
-        "rev-hello-00001,i1,0,0,1,1,1,21\n"
-        "rev-hello-00001,i2,0,0,0,1,1,15\n"
+        "rev-hello-00001,s1,0,0,1,1,1,21\n"
+        "rev-hello-00001,s2,0,0,0,1,1,15\n"
         "rev-hello-00001,BACKEND,2,5,2,6,1,40\n"
     )
 
     stats = haproxy.parse_stats(text)
 
     assert stats == {
-        "hello-00001": haproxy.BackendStats(2, {"i1": haproxy.ServerStats(1, 21), "i2": haproxy.ServerStats(0, 15)})
+        "hello-00001": haproxy.BackendStats(2, {0: haproxy.ServerStats(1, 21), 1: haproxy.ServerStats(0, 15)})
     }
 
 
@@ -81,7 +81,7 @@ def test_a_meter_fed_readings_averages_them_over_time_and_counts_requests():
 def test_the_rendered_configuration_is_one_haproxy_accepts(tmp_path):
     revisions = {
         "hello-00001": haproxy.RevisionBackend(
-            "hello-00001", 1, 300.0, {"i1": haproxy.Server("i1", "127.0.0.1", 40001)}
+            "hello-00001", 1, 300.0, [haproxy.Server("127.0.0.1", 40001), None, None, None]
         ),
         "events-00001": haproxy.RevisionBackend("events-00001", 0, 30.0),
     }
@@ -102,6 +102,26 @@ def test_the_rendered_configuration_is_one_haproxy_accepts(tmp_path):
     checked = subprocess.run(["haproxy", "-c", "-f", str(proxy.config)], capture_output=True, text=True, timeout=30)
 
     assert checked.returncode == 0, checked.stderr
-    assert "server i1 127.0.0.1:40001 maxconn 1" in config
+    assert "server s1 127.0.0.1:40001 maxconn 1\n" in config
+    assert "server s2 127.0.0.1:1 maxconn 1 disabled\n" in config  # an empty slot
+    assert "server s4 127.0.0.1:1 disabled\n" in config  # containerConcurrency 0: no maxconn
     assert "server activator 127.0.0.1:48082 backup" in config
     assert "bind 127.0.0.1:48090" in config and "bind 127.0.0.1:48091" in config
+
+
+def test_a_revision_backend_doubles_its_slots_when_every_one_is_taken_or_still_draining():
+    from knit.gateway.activator import RevisionBackend as ActivatorBackend
+    from knit.runtimes.local.data_plane import ProxiedRevision
+
+    parts = ProxiedRevision(haproxy.RevisionBackend("hello-00001", 0, 300.0), ActivatorBackend("hello-00001", 0))
+    taken = []
+    for port in range(4):
+        index = parts.free_slot()
+        parts.desired.slots[index] = haproxy.Server("127.0.0.1", 40000 + port)
+        taken.append(index)
+    parts.desired.slots[1] = None  # taken out, but HAProxy still has it (draining): not free yet
+    parts.applied = [haproxy.Server("127.0.0.1", 40000 + i) for i in range(4)]
+
+    assert taken == [0, 1, 2, 3]
+    assert parts.free_slot() == 4
+    assert len(parts.desired.slots) == len(parts.applied) == 8

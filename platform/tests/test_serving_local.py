@@ -323,6 +323,12 @@ def served_by_instances(running: RunningManifests, revision: str) -> int:
     return sum(int(row[7]) for row in rows if row[1] not in ("activator", "BACKEND"))
 
 
+def sent_to_activator(running: RunningManifests) -> int:
+    """Requests HAProxy has passed to the activator so far, from any frontend or backend."""
+    rows = [line.split(",") for line in running.haproxy_stats().splitlines() if not line.startswith("#")]
+    return sum(int(row[7]) for row in rows if len(row) > 7 and row[1] == "activator")
+
+
 def test_with_spare_capacity_haproxy_serves_a_split_and_a_tag_without_the_activator(on_haproxy):
     running = on_haproxy(service(annotations=DIRECT, revision="hello-blue", version="1"), direct=("hello-blue",))
     traffic = [
@@ -379,6 +385,40 @@ def test_a_split_changed_while_load_runs_drops_no_request(on_haproxy):
 
     assert set(statuses) == {200}, statuses
     assert revisions["hello-blue"] and revisions["hello-green"], revisions
+
+
+def test_straight_through_haproxy_instances_join_and_leave_under_load_without_a_failed_request(on_haproxy):
+    annotations = {**DIRECT, "autoscaling.knit.dev/target": "1", "autoscaling.knit.dev/max-scale": "3",
+                   "autoscaling.knit.dev/target-utilization-percentage": "100"}  # fmt: skip
+    running = on_haproxy(service(annotations=annotations), FAST_AUTOSCALER, direct=("hello-00001",))
+    before = sent_to_activator(running)
+
+    statuses = load_until_scale(running, clients=4, scale=3, sleep_ms=300)  # instances join
+    statuses += load_until_scale_down(running, clients=1, scale=1, sleep_ms=50)  # and leave, draining
+
+    assert set(statuses) == {200}, statuses
+    assert sent_to_activator(running) == before  # every request went straight from HAProxy to an instance
+
+
+def load_until_scale_down(running, clients: int, scale: int, **query) -> Counter[int]:
+    """Closed-loop clients send requests until the Revision is down to `scale` ready instances."""
+    statuses: Counter[int] = Counter()
+    stop = threading.Event()
+
+    def client() -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                statuses[get(running, session=session, **query).status_code] += 1
+
+    with ThreadPoolExecutor(clients) as pool:
+        for _ in range(clients):
+            pool.submit(client)
+        deadline = time.monotonic() + HANG
+        while time.monotonic() < deadline and revision_status(running)["actual_scale"] > scale:
+            time.sleep(0.1)
+        stop.set()
+    assert revision_status(running)["actual_scale"] == scale
+    return statuses
 
 
 def test_straight_through_haproxy_an_instance_slower_than_timeout_seconds_gets_a_504_in_the_contract(on_haproxy):

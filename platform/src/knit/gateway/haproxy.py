@@ -14,10 +14,13 @@ of burst capacity. Here HAProxy (2.6+, Debian's) does Envoy's part:
   when none is up), or straight to the activator, which holds them at zero, pokes the
   autoscaler and counts each instance's slots itself (Knative's proxy mode, kept while spare
   capacity is short, so a containerConcurrency of 1 is exact);
-- instances come and go through the Runtime API (`add server`, `set server … state`,
-  `del server`); a new Revision or Service needs a new backend or listener, which HAProxy
-  cannot add at runtime: knit renders the whole configuration from its state and reloads
-  (master-worker, listeners handed over, connections kept);
+- instances fill server slots written in the configuration (`s1`, `s2`, …, disabled while
+  empty) through the Runtime API (`set server … addr`, `… state ready|maint`): HAProxy 2.6
+  keeps idle connections to such servers, not to servers added at runtime (`add server`),
+  which opened a connection per request; a new Revision or Service, or a Revision needing
+  more slots, needs configuration HAProxy cannot add at runtime: knit renders the whole
+  configuration from its state and reloads (master-worker, listeners handed over,
+  connections kept);
 - what HAProxy cannot bound the way knit's limits say goes to the activator, which enforces
   them: chunked request bodies and bodies larger than `BODY_IN_PROXY`.
 
@@ -60,23 +63,35 @@ class HaproxyMissing(RuntimeError):
     """No haproxy binary to run."""
 
 
+MIN_SLOTS = 4  # server slots per Revision backend; more (doubling) when its instances need them
+PARKED = ("127.0.0.1", 1)  # the address of an empty slot (disabled: never connected to)
+
+
 @dataclass(frozen=True)
 class Server:
-    """One ready instance as a server line."""
+    """One ready instance in a slot."""
 
-    name: str  # unique within its backend, e.g. i3
     host: str
     port: int
 
 
 @dataclass
 class RevisionBackend:
-    """What HAProxy needs to know about one Revision."""
+    """What HAProxy needs to know about one Revision: its server slots, filled or empty."""
 
     revision: str
     container_concurrency: int  # 0: no limit
     timeout_seconds: float
-    servers: dict[str, Server] = field(default_factory=dict)
+    slots: list[Server | None] = field(default_factory=lambda: [None] * MIN_SLOTS)
+
+
+def slot_name(index: int) -> str:
+    return f"s{index + 1}"
+
+
+def slot_index(name: str) -> int | None:
+    """`s3` → 2; None for a server that is not a slot (the activator)."""
+    return int(name[1:]) - 1 if name[:1] == "s" and name[1:].isdigit() else None
 
 
 @dataclass(frozen=True)
@@ -248,18 +263,16 @@ def render_config(
             f"  timeout server {_ms(revision.timeout_seconds)}",
             f"  server {ACTIVATOR_SERVER} {HOST}:{ports.activator} backup",
         ]
-        lines += [server_line(revision, server) for server in revision.servers.values()]
+        lines += [slot_line(revision, index) for index in range(len(revision.slots))]
         lines.append("")
     return "\n".join(lines) + "\n"
 
 
-def server_line(revision: RevisionBackend, server: Server) -> str:
-    return f"  server {server.name} {server_arguments(revision, server)}"
-
-
-def server_arguments(revision: RevisionBackend, server: Server) -> str:
+def slot_line(revision: RevisionBackend, index: int) -> str:
+    server = revision.slots[index]
+    host, port = (server.host, server.port) if server else PARKED
     limit = f" maxconn {revision.container_concurrency}" if revision.container_concurrency else ""
-    return f"{server.host}:{server.port}{limit}"
+    return f"  server {slot_name(index)} {host}:{port}{limit}{'' if server else ' disabled'}"
 
 
 def _ms(seconds: float) -> str:
@@ -275,7 +288,7 @@ class ServerStats:
 @dataclass(frozen=True)
 class BackendStats:
     queued: int  # requests waiting for a free slot (qcur)
-    servers: dict[str, ServerStats]
+    servers: dict[int, ServerStats]  # by slot index
 
 
 def parse_stats(text: str) -> dict[str, BackendStats]:
@@ -290,8 +303,8 @@ def parse_stats(text: str) -> dict[str, BackendStats]:
         stats = backends.setdefault(revision, BackendStats(0, {}))
         if row["svname"] == "BACKEND":
             backends[revision] = BackendStats(int(row["qcur"] or 0), stats.servers)
-        elif row["svname"] != ACTIVATOR_SERVER:
-            stats.servers[row["svname"]] = ServerStats(int(row["scur"] or 0), int(row["stot"] or 0))
+        elif (index := slot_index(row["svname"])) is not None:
+            stats.servers[index] = ServerStats(int(row["scur"] or 0), int(row["stot"] or 0))
     return backends
 
 

@@ -33,19 +33,29 @@ log = logging.getLogger(__name__)
 STATS_INTERVAL = 0.1  # seconds between readings of HAProxy's stats
 
 
-def server_name(endpoint: Endpoint) -> str:
-    """`danmaku-processor-00001/3` → `i3`."""
-    return "i" + endpoint.name.rsplit("/", 1)[-1]
+class ProxiedRevision:
+    """One Revision as the HAProxy data plane keeps it: its slots as wanted and as applied."""
 
-
-class _Revision:
     def __init__(self, backend: haproxy.RevisionBackend, activator: RevisionBackend) -> None:
-        self.desired = backend  # servers knit wants up
+        self.desired = backend  # the slots as knit wants them
+        self.applied: list[haproxy.Server | None] = list(backend.slots)  # as HAProxy has them
+        self.draining: set[int] = set()  # slots in maintenance whose requests are not all done
         self.activator = activator
         self.proxy_meter = ConcurrencyMeter(time.monotonic())  # requests HAProxy sent straight to instances
         self.through_activator = True  # until the autoscaler says there is capacity to spare
-        self.endpoints: dict[str, Endpoint] = {}  # by server name, draining ones included
+        self.endpoints: dict[int, Endpoint] = {}  # by slot, draining ones included
+        self.slot_of: dict[str, int] = {}  # instance name → its slot
         self.served = 0  # requests sent to its servers, at the last reading
+
+    def free_slot(self) -> int:
+        """A slot empty both as wanted and in HAProxy; a new one (a reload) when none is."""
+        for index, (wanted, applied) in enumerate(zip(self.desired.slots, self.applied, strict=True)):
+            if wanted is None and applied is None:
+                return index
+        index = len(self.desired.slots)
+        self.desired.slots += [None] * index  # twice as many
+        self.applied += [None] * index
+        return index
 
 
 class ProxiedInstances:
@@ -77,13 +87,11 @@ class HaproxyDataPlane:
     ) -> None:
         self.proxy = haproxy.Haproxy(folder)
         self.ports, self.limits, self.activation_timeout, self.routes = ports, limits, activation_timeout, routes
-        self.revisions: dict[str, _Revision] = {}
+        self.revisions: dict[str, ProxiedRevision] = {}
         self.service_ports: dict[int, tuple[str, str]] = {}  # cluster-local port → (namespace, service)
         self._structure_changed = True
-        self._applied_servers: dict[str, dict[str, haproxy.Server]] = {}
         self._applied_routes: dict[str, str] = {}
         self._applied_modes: dict[str, str] = {}
-        self._draining: dict[str, set[str]] = {}  # revision → servers in maintenance, to delete when idle
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()  # one pass at a time: Runtime API commands must not interleave
         self._tasks: list[asyncio.Task[None]] = []
@@ -98,7 +106,7 @@ class HaproxyDataPlane:
     def add_revision(self, revision: str, container_concurrency: int, timeout: float,
                      activator: RevisionBackend) -> ProxiedInstances:  # fmt: skip
         backend = haproxy.RevisionBackend(revision, container_concurrency, timeout)
-        self.revisions[revision] = _Revision(backend, activator)
+        self.revisions[revision] = ProxiedRevision(backend, activator)
         self._structure_changed = True
         self._wake.set()
         return ProxiedInstances(self, revision)
@@ -112,9 +120,13 @@ class HaproxyDataPlane:
         parts = self.revisions.get(revision)
         if parts is None:
             return
-        name = server_name(endpoint)
-        parts.desired.servers[name] = haproxy.Server(name, endpoint.host, endpoint.port)
-        parts.endpoints[name] = endpoint
+        slots = len(parts.desired.slots)
+        index = parts.free_slot()
+        if len(parts.desired.slots) > slots:
+            self._structure_changed = True
+        parts.desired.slots[index] = haproxy.Server(endpoint.host, endpoint.port)
+        parts.endpoints[index] = endpoint
+        parts.slot_of[endpoint.name] = index
         parts.activator.add(endpoint)
         self._wake.set()
 
@@ -123,11 +135,13 @@ class HaproxyDataPlane:
         if parts is None:
             return
         parts.activator.remove(endpoint)
-        name = server_name(endpoint)
-        parts.desired.servers.pop(name, None)
-        if name in self._applied_servers.get(revision, {}):
-            # HAProxy may send it requests until the server is in maintenance: the instance is
-            # busy until a reading after that says otherwise.
+        index = parts.slot_of.pop(endpoint.name, None)
+        if index is None:
+            return
+        parts.desired.slots[index] = None
+        if parts.applied[index] is not None:
+            # HAProxy may send it requests until the slot is in maintenance: the instance is busy
+            # until a reading after that says otherwise.
             endpoint.proxied = max(endpoint.proxied, 1)
         self._wake.set()
 
@@ -178,8 +192,13 @@ class HaproxyDataPlane:
     def _write(self) -> None:
         self._applied_routes, self._applied_modes = self._routes(), self._modes()
         self.proxy.write(self._render(), self._applied_routes, self._applied_modes)
-        self._applied_servers = {name: dict(parts.desired.servers) for name, parts in self.revisions.items()}
-        self._draining = {}
+        for parts in self.revisions.values():
+            # The new worker starts with the slots as wanted; requests the old one still has
+            # finish there, unseen: the instances they are on count as done.
+            for index in parts.draining:
+                if parts.desired.slots[index] is None and (endpoint := parts.endpoints.pop(index, None)):
+                    endpoint.proxied = 0
+            parts.applied, parts.draining = list(parts.desired.slots), set()
 
     async def start(self) -> None:
         self.proxy.check()
@@ -222,32 +241,17 @@ class HaproxyDataPlane:
     async def _sync_servers(self) -> None:
         for name, parts in self.revisions.items():
             backend = haproxy.backend_name(name)
-            applied = self._applied_servers.setdefault(name, {})
-            for server in [s for key, s in applied.items() if key not in parts.desired.servers]:
-                await self.proxy.command(f"set server {backend}/{server.name} state maint")
-                del applied[server.name]
-                self._draining.setdefault(name, set()).add(server.name)
-            for server in [s for key, s in parts.desired.servers.items() if applied.get(key) != s]:
-                if server.name in self._draining.get(name, set()):
-                    await self._delete_server(name, server.name, force=True)
-                arguments = haproxy.server_arguments(parts.desired, server)
-                answer = await self.proxy.command(f"add server {backend}/{server.name} {arguments}")
-                if "New server registered" not in answer:
-                    raise RuntimeError(f"add server {backend}/{server.name}: {answer.strip()}")
-                await self.proxy.command(f"enable server {backend}/{server.name}")
-                applied[server.name] = server
-
-    async def _delete_server(self, revision: str, name: str, force: bool = False) -> bool:
-        backend = f"{haproxy.backend_name(revision)}/{name}"
-        if force:
-            await self.proxy.command(f"shutdown sessions server {backend}")
-        answer = await self.proxy.command(f"del server {backend}")
-        if "Server deleted" in answer or "No such server" in answer:
-            self._draining.get(revision, set()).discard(name)
-            if revision in self.revisions:
-                self.revisions[revision].endpoints.pop(name, None)
-            return True
-        return False
+            for index, (wanted, applied) in enumerate(zip(parts.desired.slots, parts.applied, strict=True)):
+                server = f"{backend}/{haproxy.slot_name(index)}"
+                if applied is not None and wanted != applied and index not in parts.draining:
+                    await self.proxy.command(f"set server {server} state maint")  # its requests finish
+                    parts.draining.add(index)
+                elif applied is None and wanted is not None:
+                    answer = await self.proxy.command(f"set server {server} addr {wanted.host} port {wanted.port}")
+                    if "changed from" not in answer and "no need to change" not in answer:
+                        raise RuntimeError(f"set server {server} addr: {answer.strip()}")
+                    await self.proxy.command(f"set server {server} state ready")
+                    parts.applied[index] = wanted
 
     async def _sync_map(self, path: Path, applied: dict[str, str], desired: dict[str, str]) -> None:
         """Change `applied` (what HAProxy has) into `desired`, a route's worth of entries per round trip."""
@@ -273,12 +277,6 @@ class HaproxyDataPlane:
                 log.debug("haproxy: no stats this time: %s", error)
                 continue
             self.record(stats, time.monotonic())
-            for revision, names in list(self._draining.items()):
-                for name in list(names):
-                    server = stats.get(revision, haproxy.BackendStats(0, {})).servers.get(name)
-                    if server is None or server.in_flight == 0:
-                        with contextlib.suppress(OSError, TimeoutError):
-                            await self._delete_server(revision, name)
 
     def record(self, stats: Mapping[str, haproxy.BackendStats], now: float) -> None:
         """Feed each Revision's proxy meter and its instances' counts from one reading."""
@@ -290,10 +288,17 @@ class HaproxyDataPlane:
             in_flight = sum(server.in_flight for server in backend.servers.values())
             parts.proxy_meter.observe(now, in_flight + backend.queued, max(0, served - parts.served))
             parts.served = served
-            # Only servers HAProxy has as knit wants them: one being taken out counts as busy
-            # until its maintenance state is applied.
-            counted = set(parts.desired.servers) & set(self._applied_servers.get(name, {}))
-            for server in counted | self._draining.get(name, set()):
-                endpoint = parts.endpoints.get(server)
-                if endpoint is not None and server in backend.servers:
-                    endpoint.proxied = backend.servers[server].in_flight
+            for index, endpoint in list(parts.endpoints.items()):
+                server = backend.servers.get(index)
+                if index in parts.draining:
+                    if server is None or server.in_flight == 0:  # its last request is done: the slot is free
+                        parts.draining.discard(index)
+                        parts.applied[index] = None
+                        endpoint.proxied = 0
+                        del parts.endpoints[index]
+                    else:
+                        endpoint.proxied = server.in_flight
+                elif server is not None and parts.applied[index] is not None and parts.desired.slots[index]:
+                    # Only slots HAProxy has as knit wants them: one being taken out counts as busy
+                    # until its maintenance state is applied.
+                    endpoint.proxied = server.in_flight
