@@ -100,9 +100,10 @@ def revision_status(running: RunningManifests, service: str = "hello") -> dict:
     return running.describe(service)["revisions"][0]
 
 
-def load_until_scale(running, clients: int, scale: int, timeout: float = HANG, **query) -> Counter[int]:
-    """Closed-loop clients send `GET /?<query>` until the Revision reached `scale` ready
-    instances (asserted; `timeout` only catches a hang); the status codes they got."""
+def load_until_scale(running, clients: int, scale: int, timeout: float = HANG, down: bool = False, **query):
+    """Closed-loop clients send `GET /?<query>` until the Revision has reached `scale` ready
+    instances, from below (or from above with `down`; asserted; `timeout` only catches a hang);
+    the status codes they got."""
     statuses: Counter[int] = Counter()
     stop = threading.Event()
 
@@ -111,16 +112,17 @@ def load_until_scale(running, clients: int, scale: int, timeout: float = HANG, *
             while not stop.is_set():
                 statuses[get(running, session=session, **query).status_code] += 1
 
-    peak = 0
+    reached, actual = False, None
     with ThreadPoolExecutor(clients) as pool:
         for _ in range(clients):
             pool.submit(client)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and peak < scale:
-            peak = max(peak, revision_status(running)["actual_scale"])
+        while time.monotonic() < deadline and not reached:
+            actual = revision_status(running)["actual_scale"]
+            reached = actual <= scale if down else actual >= scale
             time.sleep(0.1)
         stop.set()
-    assert peak >= scale, f"the Revision reached {peak} ready instances, not {scale}, within {timeout:g} s"
+    assert reached, f"the Revision had {actual} ready instances, not {scale}, after {timeout:g} s"
     return statuses
 
 
@@ -399,31 +401,10 @@ def test_straight_through_haproxy_instances_join_and_leave_under_load_without_a_
     before = sent_to_activator(running)
 
     statuses = load_until_scale(running, clients=4, scale=3, sleep_ms=300)  # instances join
-    statuses += load_until_scale_down(running, clients=1, scale=1, sleep_ms=50)  # and leave, draining
+    statuses += load_until_scale(running, clients=1, scale=1, down=True, sleep_ms=50)  # and leave, draining
 
     assert set(statuses) == {200}, statuses
     assert sent_to_activator(running) == before  # every request went straight from HAProxy to an instance
-
-
-def load_until_scale_down(running, clients: int, scale: int, **query) -> Counter[int]:
-    """Closed-loop clients send requests until the Revision is down to `scale` ready instances."""
-    statuses: Counter[int] = Counter()
-    stop = threading.Event()
-
-    def client() -> None:
-        with requests.Session() as session:
-            while not stop.is_set():
-                statuses[get(running, session=session, **query).status_code] += 1
-
-    with ThreadPoolExecutor(clients) as pool:
-        for _ in range(clients):
-            pool.submit(client)
-        deadline = time.monotonic() + HANG
-        while time.monotonic() < deadline and revision_status(running)["actual_scale"] > scale:
-            time.sleep(0.1)
-        stop.set()
-    assert revision_status(running)["actual_scale"] == scale
-    return statuses
 
 
 def test_straight_through_haproxy_an_instance_slower_than_timeout_seconds_gets_a_504_in_the_contract(on_haproxy):
