@@ -62,12 +62,13 @@ class Knit:
     """`knit dev` (a real subprocess, real embedded Kafka) running the given objects from
     manifests in a temporary folder; the status of Services comes from its control API."""
 
-    def __init__(self, objects: list[dict], label: str) -> None:
+    def __init__(self, objects: list[dict], label: str, args: tuple[str, ...] = ()) -> None:
+        """`args`: more `knit dev` arguments, such as `--data-plane haproxy`."""
         self.folder = Path(tempfile.mkdtemp(prefix=f"bench-{label}-"))
         manifests = self.folder / "manifests"
         manifests.mkdir()
         (manifests / "bench.yaml").write_text(yaml.safe_dump_all(objects, sort_keys=False))
-        self.dev = KnitDev(manifests, cwd=self.folder)
+        self.dev = KnitDev(manifests, cwd=self.folder, args=args)
 
     def __enter__(self) -> Knit:
         try:

@@ -14,6 +14,7 @@ alternating order. The response's pid is checked to be a new process every time.
 
     python bench/coldstart.py              # 20 cold starts of each (about 3 minutes)
     python bench/coldstart.py --runs 40
+    python bench/coldstart.py --data-plane haproxy   # HAProxy in front, the activator holding the request
 
 Results: p50, p95 and the range per configuration, and JSON in bench/results/.
 """
@@ -37,6 +38,8 @@ from _common import (
     spread,
     summary,
 )
+
+from knit.runtimes.local.runtime import DATA_PLANES
 
 GOAL_P50_MS = 200.0
 CONFIGS = {  # Service name -> annotations besides the shared ones
@@ -68,6 +71,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds one cold request may take")
     parser.add_argument("--zero-timeout", type=float, default=120.0, help="seconds to wait for a Revision at zero")
     parser.add_argument("--settle", type=float, default=0.5, help="pause after both are at zero (default 0.5 s)")
+    parser.add_argument("--data-plane", choices=DATA_PLANES, default=DATA_PLANES[0], help="knit dev --data-plane")
     args = parser.parse_args()
     if args.runs < 2:
         parser.error("--runs must be at least 2")
@@ -75,7 +79,7 @@ def main() -> None:
     info = machine()
     times: dict[str, list[float]] = {name: [] for name in CONFIGS}
     pids: dict[str, set[int]] = {name: set() for name in CONFIGS}
-    with Knit(manifests(), "coldstart") as knit:
+    with Knit(manifests(), "coldstart", ("--data-plane", args.data_plane)) as knit:
         for number in range(1, args.runs + 1):
             for name in CONFIGS:
                 knit.wait_at_zero(name, args.zero_timeout)

@@ -86,12 +86,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import psutil
-import yaml
 from _common import Knit, fmt, get, host_of, machine, save, spread
 from gateway import open_loop
 
 from knit.host import HOST, die_with_parent, free_port
-from knit.testing.harness import KnitDev
 
 SERVICE = "proxies-bench"
 PATHS = ("direct", "nginx", "haproxy", "caddy", "knit", "knit-haproxy", "knit-direct")
@@ -330,17 +328,6 @@ def start_servers(stack: contextlib.ExitStack, binaries: dict[str, str], folder:
 
 
 # --- knit with the HAProxy data plane -----------------------------------------------------------
-
-
-class KnitWith(Knit):
-    """_common.Knit, its `knit dev` started with more arguments (Knit itself passes none)."""
-
-    def __init__(self, objects: list[dict], label: str, args: tuple[str, ...]) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix=f"bench-{label}-"))
-        manifests = self.folder / "manifests"
-        manifests.mkdir()
-        (manifests / "bench.yaml").write_text(yaml.safe_dump_all(objects, sort_keys=False))
-        self.dev = KnitDev(manifests, cwd=self.folder, args=args)
 
 
 class KnitHaproxy:
@@ -655,7 +642,7 @@ def main() -> None:
         # target-burst-capacity 0: else one instance never has excess burst capacity, and every
         # request would go through the activator.
         service = knit_service(folder, binaries["nginx"], burst_capacity="0")
-        knit_haproxy = stack.enter_context(KnitWith([service], "proxies-haproxy", ("--data-plane", "haproxy")))
+        knit_haproxy = stack.enter_context(Knit([service], "proxies-haproxy", ("--data-plane", "haproxy")))
         servers = start_servers(stack, binaries, folder)
         generator = stack.enter_context(ProcessPoolExecutor(1, mp_context=spawn))
         targets = targets_for(args.paths, servers, knit, knit_haproxy)
