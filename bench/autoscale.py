@@ -24,6 +24,7 @@ second) at the next tick.
 
     python bench/autoscale.py                   # 5 runs of each with 6 clients, about 2.5 minutes
     python bench/autoscale.py --clients 10 --runs 3 --fresh
+    python bench/autoscale.py --data-plane haproxy   # HAProxy in front (cc 1: the activator stays in the path)
 
 Results: medians and ranges over the runs, one run's scale timeline, and JSON in
 bench/results/.
@@ -38,6 +39,8 @@ import threading
 import time
 
 from _common import PRELOAD, Knit, autoscaler_config, fmt, host_of, machine, sample_service, save, spread
+
+from knit.runtimes.local.runtime import DATA_PLANES
 
 # scenario -> (Service, min-scale: the instances it rests at)
 SCENARIOS = {"from zero": ("autoscale-zero", 0), "from one idle instance": ("autoscale-one", 1)}
@@ -173,13 +176,14 @@ def main() -> None:
     parser.add_argument("--hold", type=float, default=2.0, help="seconds of load after N are ready (default 2)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds the load may take to reach N ready")
     parser.add_argument("--rest-timeout", type=float, default=60.0, help="seconds to get back to rest after it")
+    parser.add_argument("--data-plane", choices=DATA_PLANES, default=DATA_PLANES[0], help="knit dev --data-plane")
     args = parser.parse_args()
     if args.runs < 1 or args.clients < 1:
         parser.error("--runs and --clients must be at least 1")
 
     info = machine()
     runs: dict[str, list[dict]] = {name: [] for name in SCENARIOS}
-    with Knit(manifests(args), "autoscale") as knit:
+    with Knit(manifests(args), "autoscale", ("--data-plane", args.data_plane)) as knit:
         for number in range(1, args.runs + 1):
             for name, (service, rest) in SCENARIOS.items():
                 run = run_once(knit, args, service, rest)
