@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -21,7 +22,7 @@ from croniter import croniter
 from knit.autoscaling.knobs import AutoscalerConfig, InvalidKnob, parse_annotations, parse_config
 from knit.durations import parse_duration
 from knit.eventing.filters import InvalidFilter, compile_trigger_filter
-from knit.resources.loading import Identity, Manifests, read_manifests
+from knit.resources.loading import Identity, Manifests, read_documents, read_manifests
 from knit.resources.model import ConfigMap, PingSource, Resource, Service, Trigger
 from knit.serving.traffic import Problem, static_problems
 
@@ -41,6 +42,15 @@ class Context:
 def load_manifests(paths: Iterable[Path | str], context: Context = Context()) -> Manifests:
     """Read the files and admit what they hold: Manifests, or InvalidManifests listing every problem."""
     return read_manifests(paths, context.known, check=lambda resources: problems(resources, context))
+
+
+def admit_documents(documents: Iterable[tuple[str, Any]], context: Context = Context()) -> Manifests:
+    """Admit documents already parsed, (where, document) each: from the Kubernetes API, say."""
+    return read_documents(
+        ((where, document, None) for where, document in documents),
+        context.known,
+        check=lambda resources: problems(resources, context),
+    )
 
 
 def autoscaler_data(resources: Sequence[Resource], context: Context = Context()) -> dict[str, str]:

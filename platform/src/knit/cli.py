@@ -1,13 +1,16 @@
 """The `knit` command: `knit dev` runs manifests on this machine; the other commands talk
-to a running `knit dev` (or, for `render` and `autoscaler simulate`, to nobody)."""
+to a running `knit dev` (or, for `render`, `crds` and `autoscaler simulate`, to nobody);
+`knit controller` is the Kubernetes runtime."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -24,6 +27,7 @@ from knit.gateway import limits as gateway_limits
 from knit.gateway.haproxy import HaproxyMissing
 from knit.kafka.embedded import EmbeddedBroker
 from knit.kafka.settings import BOOTSTRAP_ENV, KafkaUnavailable, wait_until_reachable
+from knit.resources.crds import all_crds
 from knit.resources.loading import InvalidManifests, Manifests, read_manifests
 from knit.resources.model import KINDS
 from knit.runtimes.local.control import serve_control
@@ -357,6 +361,30 @@ def render(args: argparse.Namespace) -> int:
     return 0
 
 
+def controller(args: argparse.Namespace) -> int:
+    """The Kubernetes runtime's controller and gateway (in the cluster, or outside with a kubeconfig)."""
+    # Imported here: the Kubernetes client takes a while to import, and only this command needs it.
+    from knit.runtimes.kubernetes.controller import serve
+    from knit.runtimes.kubernetes.runtime import ClusterOptions
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    options = ClusterOptions(
+        kafka_bootstrap=args.kafka_bootstrap, domain=args.domain, public_port=args.public_port,
+        gateway_port=args.gateway_port, activation_timeout=args.activation_timeout,
+        gateway_limits=gateway_limits.from_arguments(args),
+    )  # fmt: skip
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args.kubeconfig, args.identity, options))
+    return 0
+
+
+def crds(_: argparse.Namespace) -> int:
+    """The CustomResourceDefinitions of the knit groups, generated from the resource models."""
+    print("# knit crds: generated from knit.resources.model; do not edit (make crds writes manifests/platform/)")
+    print(yaml.safe_dump_all(all_crds(), sort_keys=False), end="")
+    return 0
+
+
 # --- the parser -------------------------------------------------------------------------------
 
 
@@ -417,6 +445,21 @@ def parser() -> argparse.ArgumentParser:
     _add_files(render_)
     render_.add_argument("--port", type=int, default=8080, help="the gateway port to write into URLs")
     render_.set_defaults(handler=render)
+
+    kube = commands.add_parser("controller", help="run the Kubernetes runtime: controller, gateway and autoscaler")
+    kube.add_argument("--kubeconfig", help="outside a cluster: its kubeconfig (default: the pod's ServiceAccount)")
+    kube.add_argument("--identity", default=socket.gethostname(), help="this replica's name in the Lease")
+    kube.add_argument("--gateway-port", type=int, default=8080, help="where the gateway listens (0 = a free port)")
+    kube.add_argument("--public-port", type=int, default=8080, help="the port people reach the gateway on, for URLs")
+    kube.add_argument("--domain", default="localhost", help="public hosts are SERVICE.NAMESPACE.DOMAIN")
+    kube.add_argument("--kafka-bootstrap", default=os.environ.get(BOOTSTRAP_ENV, ""), help="Kafka for the instances")
+    kube.add_argument("--activation-timeout", type=float, default=60.0,
+                      help="seconds a request waits for a pod of its Revision before a 503")  # fmt: skip
+    gateway_limits.add_arguments(kube)
+    kube.set_defaults(handler=controller)
+
+    crds_ = commands.add_parser("crds", help="print the CustomResourceDefinitions of the knit groups (for Kubernetes)")
+    crds_.set_defaults(handler=crds)
 
     service = commands.add_parser("service", help="Services").add_subparsers(dest="action", required=True)
     listing = service.add_parser("list", help="list Services")

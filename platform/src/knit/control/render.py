@@ -10,9 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from knit.control.status import UrlOf, service_status
+from knit.serving.revisions import Revision
 from knit.serving.state import ServiceRecord, ServingState
 
 API_VERSION = "serving.knit.dev/v1"
+SERVICE_LABEL = "serving.knit.dev/service"
+CONFIGURATION_LABEL = "serving.knit.dev/configuration"
+GENERATION_LABEL = "serving.knit.dev/configurationGeneration"
 
 
 def _metadata(name: str, namespace: str, **extra: Any) -> dict[str, Any]:
@@ -35,17 +39,7 @@ def render_service(state: ServingState, record: ServiceRecord, url_of: UrlOf) ->
             },
         }
     ]
-    for revision in record.revisions:
-        labels = {
-            "serving.knit.dev/service": service.name,
-            "serving.knit.dev/configuration": service.name,
-            "serving.knit.dev/configurationGeneration": str(revision.generation),
-        }
-        metadata = _metadata(revision.name, revision.namespace, labels=labels)
-        if revision.annotations:
-            metadata["annotations"] = revision.annotations
-        spec = revision.template.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-        objects.append({"apiVersion": API_VERSION, "kind": "Revision", "metadata": metadata, "spec": spec})
+    objects.extend(revision_manifest(revision) for revision in record.revisions)
     spec_traffic = [t.model_dump(by_alias=True, exclude_none=True) for t in service.spec.traffic] or [
         {"latestRevision": True, "percent": 100}
     ]
@@ -59,3 +53,19 @@ def render_service(state: ServingState, record: ServiceRecord, url_of: UrlOf) ->
         }
     )
     return objects
+
+
+def revision_manifest(revision: Revision) -> dict[str, Any]:
+    metadata = _metadata(revision.name, revision.namespace, labels=revision_labels(revision))
+    if revision.annotations:
+        metadata["annotations"] = revision.annotations
+    spec = revision.template.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    return {"apiVersion": API_VERSION, "kind": "Revision", "metadata": metadata, "spec": spec}
+
+
+def revision_labels(revision: Revision) -> dict[str, str]:
+    return {
+        SERVICE_LABEL: revision.service,
+        CONFIGURATION_LABEL: revision.service,
+        GENERATION_LABEL: str(revision.generation),
+    }

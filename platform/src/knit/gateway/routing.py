@@ -97,3 +97,18 @@ class RouteTable:
     def hosts(self) -> dict[str, RouteEntry]:
         """Every public host name and its route (tags included)."""
         return dict(self._hosts)
+
+
+CLUSTER_DOMAIN = "svc.cluster.local"
+
+
+def cluster_local_service(host: str) -> tuple[str, str] | None:
+    """(service, namespace) from a cluster-local host name, as Kubernetes' DNS gives it:
+    `{service}.{namespace}`, `….svc` or `….svc.cluster.local` (any port stripped)."""
+    name = host.rsplit(":", 1)[0].lower().rstrip(".")
+    for suffix in ("." + CLUSTER_DOMAIN, ".svc", ""):
+        if name.endswith(suffix):
+            parts = name.removesuffix(suffix).split(".") if suffix else name.split(".")
+            if len(parts) == 2 and all(parts):
+                return parts[0], parts[1]
+    return None

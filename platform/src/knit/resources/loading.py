@@ -99,8 +99,10 @@ class Manifests:
         return next((s for s in self.services if (s.name, s.namespace) == (name, namespace)), None)
 
     def folder_of(self, resource: Resource) -> Path:
-        """The folder of the file a resource came from: relative paths in it start there."""
-        return self.origins[_identity(resource)].parent
+        """The folder of the file a resource came from: relative paths in it start there
+        (the current folder for one that came from no file, as from the Kubernetes API)."""
+        origin = self.origins.get(_identity(resource))
+        return origin.parent if origin else Path()
 
 
 def _identity(resource: Resource) -> Identity:
@@ -234,9 +236,7 @@ def read_manifests(
     name resources in these files or in `known` (kind, namespace, name): ones already applied.
     `check` adds admission's rules (knit.admission.load_manifests is what callers use)."""
     problems: list[str] = []
-    resources: list[Resource] = []
-    origins: dict[Identity, Path] = {}
-    labels: dict[int, str] = {}
+    documents: list[tuple[str, Any, Path | None]] = []
     for file in manifest_files(Path(p) for p in paths):
         try:
             text = file.read_bytes().decode("utf-8")
@@ -244,7 +244,7 @@ def read_manifests(
             problems.append(f"{file}: not UTF-8 text ({error}); save it as UTF-8")
             continue
         try:
-            documents = [d for d in yaml.safe_load_all(text) if d is not None]
+            in_file = [d for d in yaml.safe_load_all(text) if d is not None]
         except yaml.YAMLError as error:
             problems.append(f"{file}: not valid YAML: {error}".replace("\n", " "))
             continue
@@ -253,13 +253,32 @@ def read_manifests(
                 f"{file}: not valid YAML: nested too deeply to read (at most {MAX_DEPTH} levels are accepted)"
             )
             continue
-        for index, document in enumerate(documents):
-            where = f"{file}" if len(documents) == 1 else f"{file}[{index}]"
-            resource = _parse_document(document, where, problems)
-            if resource is not None:
-                resources.append(resource)
-                labels[id(resource)] = f"{where} ({resource.kind} {resource.name})"
-                origins.setdefault(_identity(resource), file.resolve())
+        for index, document in enumerate(in_file):
+            where = f"{file}" if len(in_file) == 1 else f"{file}[{index}]"
+            documents.append((where, document, file.resolve()))
+    return read_documents(documents, known, check, problems)
+
+
+def read_documents(
+    documents: Iterable[tuple[str, Any, Path | None]],
+    known: Set[Identity] = frozenset(),
+    check: Check | None = None,
+    problems: list[str] | None = None,
+) -> Manifests:
+    """Validate documents already parsed: (where, document, file it came from or None) each.
+    As read_manifests, which reads them from files; the Kubernetes controller reads them from
+    the API. InvalidManifests lists every problem (`problems` holds any found before)."""
+    problems = problems if problems is not None else []
+    resources: list[Resource] = []
+    origins: dict[Identity, Path] = {}
+    labels: dict[int, str] = {}
+    for where, document, origin in documents:
+        resource = _parse_document(document, where, problems)
+        if resource is not None:
+            resources.append(resource)
+            labels[id(resource)] = f"{where} ({resource.kind} {resource.name})"
+            if origin is not None:
+                origins.setdefault(_identity(resource), origin)
     _check_references(resources, labels, problems, known)
     for resource, path, message in check(resources) if check else ():
         problems.append(f"{labels[id(resource)]}: {path}: {message}")

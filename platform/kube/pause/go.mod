@@ -1,0 +1,3 @@
+module knit.local/pause
+
+go 1.21

@@ -1,0 +1,241 @@
+"""The knit controller: knit Services in the Kubernetes API in, the control core deciding,
+the Kubernetes runtime doing, status written back.
+
+It lists and watches Services (serving.knit.dev/v1) in every namespace, admits each with
+the same code as `knit apply` (so a bad one gets the same message, as its Ready
+condition), applies it to the control core, and writes what Knative shows: the derived
+Configuration and Route, and the status of the Service, its Configuration, Revisions and
+Route, with `observedGeneration`. One replica leads at a time (a Lease); the others wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from kubernetes.aio import client
+from kubernetes.aio.client.exceptions import ApiException
+from kubernetes.aio.leaderelection import electionconfig, leaderelection
+from kubernetes.aio.leaderelection.resourcelock.leaselock import LeaseLock
+
+from knit.admission import admit_documents
+from knit.control.render import render_service
+from knit.control.status import condition_dict
+from knit.resources.loading import InvalidManifests, Manifests
+from knit.resources.model import Service
+from knit.runtimes.kubernetes import objects
+from knit.runtimes.kubernetes.api import Api
+from knit.runtimes.kubernetes.runtime import RETRY_SECONDS, SYSTEM_NAMESPACE, ClusterOptions, KubernetesRuntime
+from knit.serving.state import Condition, InvalidApply, RevisionHealth
+
+log = logging.getLogger("knit.kubernetes")
+
+SERVICES = (objects.SERVING_API, "Service")
+STATUS_INTERVAL = 0.5  # seconds between checks of what status to write
+LEASE = "knit-controller"
+
+
+def admitted_service(obj: dict[str, Any]) -> Service:
+    """A Service object from the API as knit's model, through admission (InvalidManifests)."""
+    metadata = obj["metadata"]
+    document = {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "metadata": {key: metadata[key] for key in ("name", "namespace", "labels", "annotations") if key in metadata},
+        "spec": obj.get("spec"),
+    }
+    where = f"{obj['kind']} {metadata['namespace']}/{metadata['name']}"
+    manifests = admit_documents([(where, document)])
+    return manifests.services[0]
+
+
+def invalid_status(generation: int, reason: str, problems: list[str]) -> dict[str, Any]:
+    """Status of a Service knit cannot run as written: Ready False, the problems as the message."""
+    condition = Condition("Ready", "False", reason, "; ".join(problems))
+    return {"observedGeneration": generation, "conditions": [condition_dict(condition)]}
+
+
+class Controller:
+    def __init__(self, api: Api, runtime: KubernetesRuntime) -> None:
+        self.api = api
+        self.runtime = runtime
+        self.core = runtime.core
+        self.generations: dict[tuple[str, str], int] = {}  # metadata.generation last reconciled
+        self.refused: dict[tuple[str, str], dict[str, Any]] = {}  # status of Services not applied
+        self._written: dict[tuple[str, str, str], dict[str, Any]] = {}  # (kind, namespace, name) → status
+
+    async def run(self) -> None:
+        await asyncio.gather(self._watch_services_forever(), self._write_status_forever())
+
+    # --- Services in -------------------------------------------------------------------------
+
+    async def _watch_services_forever(self) -> None:
+        while True:
+            try:
+                listing = await self.api.list(*SERVICES)
+                await self._resync(listing.items)
+                async for kind, obj in self.api.watch(*SERVICES, listing.resource_version):
+                    if kind == "DELETED":
+                        await self.deleted(obj)
+                    elif kind in ("ADDED", "MODIFIED"):
+                        await self.reconcile(obj)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # an expired watch (410), the API server away: list again
+                log.info("Service watch restarts: %s", error)
+                await asyncio.sleep(RETRY_SECONDS)
+
+    async def _resync(self, items: list[dict[str, Any]]) -> None:
+        """After a (re)list: reconcile each Service, and delete those gone while not watching."""
+        present = {(obj["metadata"]["namespace"], obj["metadata"]["name"]) for obj in items}
+        for namespace, name in list(self.generations):
+            if (namespace, name) not in present:
+                await self.deleted({"metadata": {"namespace": namespace, "name": name}})
+        for obj in items:
+            await self.reconcile(obj)
+
+    async def reconcile(self, obj: dict[str, Any]) -> None:
+        metadata = obj["metadata"]
+        key = (metadata["namespace"], metadata["name"])
+        generation = metadata.get("generation", 1)
+        if self.generations.get(key) == generation:
+            return  # a status write or a label: nothing to run differently
+        self.runtime.owners[key] = objects.Owner(obj["apiVersion"], "Service", metadata["name"], metadata["uid"])
+        try:
+            service = admitted_service(obj)
+            await self.core.apply(Manifests((service,)))
+            self.refused.pop(key, None)
+        except InvalidManifests as error:
+            self.refused[key] = invalid_status(generation, "InvalidSpec", error.problems)
+        except InvalidApply as error:
+            self.refused[key] = invalid_status(generation, "InvalidApply", error.problems)
+        self.generations[key] = generation
+        record = self.core.state.records.get(key)
+        if record is not None and key not in self.refused:
+            for derived in objects.derived(self._render(record), self.runtime.owners[key]):
+                if derived["kind"] != "Revision":  # Revisions are made as they start (the runtime)
+                    await self.api.apply(derived)
+
+    async def deleted(self, obj: dict[str, Any]) -> None:
+        key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+        self.generations.pop(key, None)
+        self.refused.pop(key, None)
+        self.runtime.owners.pop(key, None)
+        self._written = {k: v for k, v in self._written.items() if (k[1], k[2]) != key or k[0] != "Service"}
+        if self.core.exists("Service", *key):
+            await self.core.delete([("Service", *key)])  # its objects go by owner references
+
+    # --- status out --------------------------------------------------------------------------
+
+    def _render(self, record: Any) -> list[dict[str, Any]]:
+        def url_of(name: str, namespace: str, tag: str | None) -> str | None:
+            return None if record.service.cluster_local else self.runtime.url_of(name, namespace, tag)
+
+        return render_service(self.core.state, record, url_of)
+
+    def statuses(self) -> dict[tuple[str, str, str], dict[str, Any]]:
+        """What every object's status should say now: (kind, namespace, name) → status."""
+        wanted: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for (namespace, name), status in self.refused.items():
+            wanted[("Service", namespace, name)] = status
+        for (namespace, name), record in self.core.state.records.items():
+            if (namespace, name) in self.refused or (namespace, name) not in self.generations:
+                continue
+            status = self.core.status(record).to_knative()
+            status["observedGeneration"] = self.generations[(namespace, name)]
+            wanted[("Service", namespace, name)] = status
+            conditions = status["conditions"]
+            for derived in self._render(record):
+                kind = derived["kind"]
+                if kind == "Revision":
+                    wanted[(kind, namespace, derived["metadata"]["name"])] = self._revision_status(
+                        derived["metadata"]["name"]
+                    )
+                else:
+                    wanted[(kind, namespace, name)] = {**derived.get("status", {}), "conditions": conditions}
+        return wanted
+
+    def _revision_status(self, name: str) -> dict[str, Any]:
+        health = self.core.state.health.get(name, RevisionHealth(None))
+        state = {True: "True", False: "False", None: "Unknown"}[health.ready]
+        ready = Condition("Ready", state, health.reason or "", health.message or "")
+        running = self.runtime.running.get(name)
+        return {
+            "conditions": [condition_dict(ready)],
+            "actualReplicas": self.runtime.ready_count(name) if running else 0,
+            "desiredReplicas": running.desired if running else 0,
+        }
+
+    async def write_status(self) -> None:
+        for (kind, namespace, name), status in self.statuses().items():
+            if self._written.get((kind, namespace, name)) == status:
+                continue
+            try:
+                await self.api.patch_status(objects.SERVING_API, kind, namespace, name, status)
+                self._written[(kind, namespace, name)] = status
+            except Exception as error:  # gone meanwhile, or the API server away: next round
+                log.info("status of %s %s/%s not written: %s", kind, namespace, name, error)
+
+    async def _write_status_forever(self) -> None:
+        while True:
+            await self.write_status()
+            await asyncio.sleep(STATUS_INTERVAL)
+
+
+class _LeaseLock(LeaseLock):
+    """The client's LeaseLock, except `create`: kubernetes 37.0.2's passes `pretty=True` to its own
+    generated API, which wants a string and refuses it, so a Lease could never be created."""
+
+    async def create(self, name: str, namespace: str, election_record: Any) -> bool:
+        body = client.V1Lease(metadata=client.V1ObjectMeta(name=name), spec=self.update_lease(election_record))
+        try:
+            await self.api_instance.create_namespaced_lease(namespace, body)
+            return True
+        except ApiException as error:
+            log.warning("creating the Lease %s/%s failed: %s", namespace, name, error.reason)
+            return False
+
+
+async def lead(api: Api, identity: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run `work` while this replica holds the controller's Lease. Returns when the Lease is lost;
+    raises what `work` raised if it failed (and then stops renewing the Lease for another replica)."""
+    lock = _LeaseLock(LEASE, SYSTEM_NAMESPACE, identity, api.api_client)
+    failures: list[Exception] = []
+    election: asyncio.Task[None]
+
+    async def guarded() -> None:
+        log.info("%s leads (Lease %s/%s)", identity, SYSTEM_NAMESPACE, LEASE)
+        try:
+            await work()
+        except Exception as error:
+            failures.append(error)
+            election.cancel()
+
+    async def on_stopped() -> None:
+        log.warning("%s lost the Lease %s/%s", identity, SYSTEM_NAMESPACE, LEASE)
+
+    config = electionconfig.Config(lock, lease_duration=15, renew_deadline=10, retry_period=2,
+                                   onstarted_leading=guarded, onstopped_leading=on_stopped)  # fmt: skip
+    election = asyncio.create_task(leaderelection.LeaderElection(config).run())
+    with contextlib.suppress(asyncio.CancelledError):
+        await election
+    if failures:
+        raise failures[0]
+
+
+async def serve(kubeconfig: str | None, identity: str, options: ClusterOptions) -> None:
+    """`knit controller`: the gateway serves at once (every replica); the Lease's holder reconciles."""
+    api = await Api.connect(kubeconfig)
+    runtime = KubernetesRuntime(api, options)
+    await runtime.start()
+    log.info("gateway on port %d; %s waits for the Lease %s/%s", runtime.port, identity, SYSTEM_NAMESPACE, LEASE)
+    try:
+        await lead(api, identity, Controller(api, runtime).run)
+        # What it knows may be stale now: a fresh start (Kubernetes restarts the pod) lists again.
+        raise SystemExit(f"{identity} lost the Lease {SYSTEM_NAMESPACE}/{LEASE}; exiting")
+    finally:
+        await runtime.stop()
+        await api.close()

@@ -1,0 +1,200 @@
+"""The Kubernetes objects knit makes for what the control core decided (pure logic).
+
+As Knative's `pkg/reconciler/*/resources`: plain dicts from resources, table-tested
+without an API server. A knit Service owns its Configuration, Revisions and Route (the
+objects `knit render` prints); each Revision owns a Deployment (its instances, scaled
+through the scale subresource) and a Kubernetes Service (its ready pods, by
+EndpointSlices). Deleting the knit Service takes all of them with it (owner references,
+Kubernetes' garbage collector).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from knit.control import render
+from knit.resources.model import Container, Probe, Service
+from knit.serving.revisions import Revision
+
+SERVING_API = render.API_VERSION
+REVISION_LABEL = "serving.knit.dev/revision"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "knit"}
+CONTAINER_NAME = "user-container"  # Knative's name for the serving container
+DEFAULT_PORT = 8080  # Knative's: the container port when the container names none
+# Pod Security "restricted": what every pod knit makes runs with.
+RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The object that owns another: deleting it deletes what it owns."""
+
+    api_version: str
+    kind: str
+    name: str
+    uid: str
+
+    def reference(self) -> dict[str, Any]:
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+def owned(metadata: Mapping[str, Any], owner: Owner) -> dict[str, Any]:
+    return {**metadata, "ownerReferences": [owner.reference()]}
+
+
+def deployment_name(revision: str) -> str:
+    return f"{revision}-deployment"  # as Knative names it
+
+
+def revision_labels(revision: Revision) -> dict[str, str]:
+    """A Revision's pods and Service: as its Revision object, and the Revision's own name."""
+    return {**render.revision_labels(revision), REVISION_LABEL: revision.name}
+
+
+def revision_object(revision: Revision, owner: Owner) -> dict[str, Any]:
+    """The Revision as `knit render` prints it, owned by its Service (status written apart)."""
+    manifest = render.revision_manifest(revision)
+    return {**manifest, "metadata": owned(manifest["metadata"], owner)}
+
+
+def service_address(service: Service, owner: Owner, gateway: str) -> dict[str, Any]:
+    """The Service's cluster-local name ({name}.{namespace}.svc.cluster.local): an ExternalName to
+    the gateway, which routes by Host, as Knative points it at its ingress."""
+    metadata = {"name": service.name, "namespace": service.namespace, "labels": {render.SERVICE_LABEL: service.name}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": owned(metadata, owner),
+        "spec": {
+            "type": "ExternalName",
+            "externalName": f"{gateway}.svc.cluster.local",
+            "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+        },
+    }
+
+
+def ready_endpoints(slices: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, tuple[str, int]]]:
+    """Per Revision, its ready pods from EndpointSlices: address "ip:port" → (pod name, port)."""
+    ready: dict[str, dict[str, tuple[str, int]]] = {}
+    for endpoint_slice in slices:
+        revision = endpoint_slice["metadata"].get("labels", {}).get(REVISION_LABEL)
+        ports = [p["port"] for p in endpoint_slice.get("ports") or [] if p.get("port")]
+        if not revision or not ports:
+            continue
+        for endpoint in endpoint_slice.get("endpoints") or []:
+            conditions = endpoint.get("conditions") or {}
+            if conditions.get("ready") is False or conditions.get("terminating"):
+                continue
+            pod = (endpoint.get("targetRef") or {}).get("name", "")
+            for address in endpoint.get("addresses") or []:
+                ready.setdefault(revision, {})[f"{address}:{ports[0]}"] = (pod or address, ports[0])
+    return ready
+
+
+def container_port(container: Container) -> int:
+    return container.ports[0].container_port if container.ports else DEFAULT_PORT
+
+
+def _probe(probe: Probe | None, port: int) -> dict[str, Any] | None:
+    """A readiness or liveness probe with its port filled in (Knative's default: the container's)."""
+    if probe is None:
+        return None
+    rendered = probe.model_dump(mode="json", by_alias=True, exclude_none=True)
+    for action in ("httpGet", "tcpSocket"):
+        if action in rendered:
+            rendered[action]["port"] = rendered[action].get("port") or port
+    return rendered
+
+
+def revision_deployment(revision: Revision, env: Mapping[str, str], replicas: int, owner: Owner) -> dict[str, Any]:
+    """The Deployment that runs a Revision's instances: its container as written, with PORT and
+    the platform's K_* variables (`env`, from knit.control.desired.instance_env) after its own."""
+    spec = revision.template.spec
+    container = spec.container
+    port = container_port(container)
+    labels = revision_labels(revision)
+    variables = {**{var.name: var.value for var in container.env}, "PORT": str(port), **env}
+    rendered: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": container.image,
+        "imagePullPolicy": container.image_pull_policy or "IfNotPresent",
+        "env": [{"name": name, "value": value} for name, value in variables.items()],
+        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        "securityContext": RESTRICTED_CONTAINER,
+    }
+    for key, value in (("command", container.command), ("args", container.args), ("workingDir", container.working_dir)):
+        if value:
+            rendered[key] = value
+    for key, probe in (("readinessProbe", container.readiness_probe), ("livenessProbe", container.liveness_probe)):
+        if probe is not None:
+            rendered[key] = _probe(probe, port)
+    if container.resources:
+        rendered["resources"] = container.resources.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    pod_spec: dict[str, Any] = {
+        "containers": [rendered],
+        "enableServiceLinks": False,  # as Knative: no *_SERVICE_HOST variables for every Service in the namespace
+        "terminationGracePeriodSeconds": spec.timeout_seconds,  # requests in flight may finish
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+    }
+    if spec.service_account_name:
+        pod_spec["serviceAccountName"] = spec.service_account_name
+    metadata = {"name": deployment_name(revision.name), "namespace": revision.namespace, "labels": labels}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": owned(metadata, owner),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {REVISION_LABEL: revision.name}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
+            "template": {
+                "metadata": {"labels": labels, "annotations": dict(revision.annotations)},
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def revision_service(revision: Revision, owner: Owner) -> dict[str, Any]:
+    """The Kubernetes Service whose EndpointSlices list a Revision's ready pods (the gateway's backends)."""
+    port = container_port(revision.template.spec.container)
+    metadata = {"name": revision.name, "namespace": revision.namespace, "labels": revision_labels(revision)}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": owned(metadata, owner),
+        "spec": {
+            "selector": {REVISION_LABEL: revision.name},
+            "ports": [{"name": "http", "port": 80, "targetPort": port, "protocol": "TCP"}],
+        },
+    }
+
+
+def derived(objects: list[dict[str, Any]], owner: Owner) -> list[dict[str, Any]]:
+    """The Configuration, Revisions and Route of knit.control.render, owned by their Service;
+    their status is written separately (the status subresource)."""
+    result = []
+    for obj in objects:
+        metadata = {k: v for k, v in obj["metadata"].items() if k != "generation"}
+        labels = {**metadata.get("labels", {}), render.SERVICE_LABEL: owner.name, **MANAGED_BY}
+        result.append(
+            {
+                **{k: v for k, v in obj.items() if k != "status"},
+                "metadata": owned({**metadata, "labels": labels}, owner),
+            }
+        )
+    return result

@@ -1,0 +1,253 @@
+"""The Kubernetes runtime: the control core's decisions as Kubernetes objects.
+
+Kubernetes runs the instances; this only says what should exist. A Revision is a
+Deployment (scaled by the autoscaler through the scale subresource) and a Service whose
+EndpointSlices list its ready pods; those pods are the gateway's backends. The gateway,
+activator and autoscaler are the same code as in `knit dev`, in the controller's process:
+requests for a Revision at zero wait in the activator while a pod starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from knit.autoscaling.metrics import ConcurrencyMeter
+from knit.control.core import ControlCore, RevisionHooks
+from knit.control.desired import DesiredAdapter, instance_env
+from knit.eventing.ingress import IngressConfig
+from knit.gateway.activator import Endpoint, RevisionBackend
+from knit.gateway.limits import GatewayLimits
+from knit.gateway.proxy import Gateway
+from knit.gateway.routing import RouteEntry, RouteTable, cluster_local_service
+from knit.observability import Metrics
+from knit.resources.loading import Identity
+from knit.resources.model import Service
+from knit.runtimes.kubernetes import objects
+from knit.runtimes.kubernetes.api import Api
+from knit.serving.revisions import Revision
+from knit.serving.state import RevisionHealth
+from knit.serving.traffic import Route
+
+log = logging.getLogger("knit.kubernetes")
+
+SYSTEM_NAMESPACE = "knit-system"
+GATEWAY_SERVICE = "knit-gateway"  # the Kubernetes Service in front of the controller's gateway
+RETRY_SECONDS = 1.0  # after a failed call to the API server
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    kafka_bootstrap: str = ""
+    domain: str = "localhost"  # public hosts: {service}.{namespace}.{domain}
+    public_port: int = 8080  # the port people reach the gateway on (kind maps it to 127.0.0.1:8080)
+    gateway_port: int = 8080  # where the gateway listens in its pod
+    activation_timeout: float = 60.0
+    gateway_limits: GatewayLimits = field(default_factory=GatewayLimits)
+
+
+@dataclass
+class _Running:
+    revision: Revision
+    hooks: RevisionHooks
+    backend: RevisionBackend
+    meter: ConcurrencyMeter
+    desired: int = 0
+    scaled: int | None = None  # what the Deployment was last told (None: not yet known)
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)  # ready pods by address
+    ready_once: bool = False
+
+
+class KubernetesRuntime:
+    def __init__(self, api: Api, options: ClusterOptions = ClusterOptions()) -> None:
+        self.api = api
+        self.options = options
+        self.metrics = Metrics()
+        self.routes = RouteTable(options.domain)
+        self.backends: dict[str, RevisionBackend] = {}
+        self.running: dict[str, _Running] = {}
+        self.owners: dict[tuple[str, str], objects.Owner] = {}  # knit Services by (namespace, name)
+        self.gateway = Gateway(
+            self.routes,
+            self.backends,
+            self.metrics.gateway,
+            activation_timeout=lambda _: options.activation_timeout,
+            request_timeout=lambda name: float(self.running[name].revision.template.spec.timeout_seconds),
+            limits=options.gateway_limits,
+        )
+        self.core = ControlCore(self, options.kafka_bootstrap, oidc=None, metrics=self.metrics.autoscaler)
+        self.port = 0
+        self._scale_wanted = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, host: str = "0.0.0.0") -> None:
+        await self.gateway.start_session()
+        self.port = await self.gateway.listen(host, self.options.gateway_port, self.route_of)
+        self._tasks = [
+            asyncio.create_task(self.core.autoscale_forever()),
+            asyncio.create_task(self._scale_forever()),
+            asyncio.create_task(self._watch_endpoints_forever()),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.gateway.close()
+
+    def route_of(self, request: Any) -> RouteEntry | None:
+        """A public host ({service}.{namespace}.{domain}, tags too), else a Service's cluster-local name."""
+        host = request.host or ""
+        entry = self.routes.match(host)
+        if entry is None and (service := cluster_local_service(host)):
+            entry = self.routes.service_route(*service)
+        return entry
+
+    # --- addresses --------------------------------------------------------------------------
+
+    def url_of(self, service: str, namespace: str, tag: str | None) -> str:
+        port = "" if self.options.public_port == 80 else f":{self.options.public_port}"
+        return f"http://{self.routes.host_of(service, namespace, tag)}{port}"
+
+    def address_of(self, kind: str, namespace: str, name: str) -> str:
+        if kind == "Broker":
+            return f"http://knit-broker-ingress.{SYSTEM_NAMESPACE}.svc.cluster.local/{namespace}/{name}"
+        return f"http://{name}.{namespace}.svc.cluster.local"
+
+    # --- Revisions --------------------------------------------------------------------------
+
+    async def prepare_service(self, service: Service, folder: Path) -> None:
+        """Its cluster-local name, {service}.{namespace}.svc.cluster.local: an ExternalName Service to the gateway."""
+        owner = self.owners[(service.namespace, service.name)]
+        await self.api.create(objects.service_address(service, owner, f"{GATEWAY_SERVICE}.{SYSTEM_NAMESPACE}"))
+
+    async def run_revision(self, revision: Revision, service: Service, hooks: RevisionHooks) -> None:
+        owner = self.owners[(service.namespace, service.name)]
+        created = await self.api.apply(objects.revision_object(revision, owner))
+        revision_owner = objects.Owner(objects.SERVING_API, "Revision", revision.name, created["metadata"]["uid"])
+        binding = self.core.binding_for(revision)
+        env = instance_env(revision, self.options.kafka_bootstrap, binding, self.address_of, None)
+        deployment = await self.api.create(objects.revision_deployment(revision, env, 0, revision_owner))
+        await self.api.create(objects.revision_service(revision, revision_owner))
+        meter = ConcurrencyMeter(time.monotonic())
+        backend = RevisionBackend(
+            revision.name,
+            revision.container_concurrency,
+            on_demand=hooks.on_demand,
+            on_start=lambda: meter.request_started(time.monotonic()),
+            on_finish=lambda: meter.request_finished(time.monotonic()),
+        )
+        running = _Running(revision, hooks, backend, meter, scaled=deployment["spec"].get("replicas", 0))
+        self.running[revision.name] = running
+        self.backends[revision.name] = backend
+
+    async def remove_revision(self, revision: str) -> None:
+        """Forget it: its objects go with their knit Service (owner references)."""
+        self.running.pop(revision, None)
+        self.backends.pop(revision, None)
+
+    def scale(self, revision: str, desired: int) -> None:
+        running = self.running[revision]
+        if running.desired != desired:
+            running.desired = desired
+            self._scale_wanted.set()
+
+    def serve_through_activator(self, revision: str, through: bool) -> None:
+        """Every request goes through the gateway, which is also the activator."""
+
+    def ready_count(self, revision: str) -> int:
+        return len(self.running[revision].endpoints)
+
+    def traffic(self, revision: str, now: float) -> tuple[float, float]:
+        return self.running[revision].meter.collect(now)
+
+    def usage(self, revision: str) -> tuple[float, float] | None:
+        return None  # HPA-class Revisions on Kubernetes get an HPA (not built yet), not this
+
+    def set_route(self, service: Service, route: Route, not_ready: str) -> None:
+        self.routes.set_route(
+            service.name, service.namespace, route.split, route.tags, service.cluster_local, not_ready
+        )
+
+    def remove_route(self, namespace: str, name: str) -> None:
+        self.routes.remove_service(name, namespace)
+
+    async def _scale_forever(self) -> None:
+        """Tell each Deployment its desired replicas when that changed; retried while the API fails."""
+        while True:
+            await self._scale_wanted.wait()
+            self._scale_wanted.clear()
+            for running in list(self.running.values()):
+                if running.scaled == running.desired:
+                    continue
+                revision = running.revision
+                try:
+                    await self.api.scale(revision.namespace, objects.deployment_name(revision.name), running.desired)
+                    running.scaled = running.desired
+                except Exception as error:  # the API server away or the Deployment gone: try again
+                    log.warning("scaling %s to %d failed: %s", revision.name, running.desired, error)
+                    self._scale_wanted.set()
+                    await asyncio.sleep(RETRY_SECONDS)
+
+    async def _watch_endpoints_forever(self) -> None:
+        """Ready pods from the Revisions' EndpointSlices, as the gateway's backends."""
+        slices: dict[tuple[str, str], dict[str, Any]] = {}
+        while True:
+            try:
+                listing = await self.api.list("discovery.k8s.io/v1", "EndpointSlice", objects.REVISION_LABEL)
+                slices = {_key(s): s for s in listing.items}
+                self._set_endpoints(slices)
+                async for kind, endpoint_slice in self.api.watch(
+                    "discovery.k8s.io/v1", "EndpointSlice", listing.resource_version, objects.REVISION_LABEL
+                ):
+                    if kind == "DELETED":
+                        slices.pop(_key(endpoint_slice), None)
+                    elif kind in ("ADDED", "MODIFIED"):
+                        slices[_key(endpoint_slice)] = endpoint_slice
+                    self._set_endpoints(slices)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # expired watch (410), the API server away: list again
+                log.info("endpoint watch restarts: %s", error)
+                await asyncio.sleep(RETRY_SECONDS)
+
+    def _set_endpoints(self, slices: dict[tuple[str, str], dict[str, Any]]) -> None:
+        ready = objects.ready_endpoints(slices.values())
+        for name, running in self.running.items():
+            addresses = ready.get(name, {})
+            for address in [a for a in running.endpoints if a not in addresses]:
+                running.backend.remove(running.endpoints.pop(address))
+            for address, (pod, port) in addresses.items():
+                if address not in running.endpoints:
+                    host = address.rpartition(":")[0]
+                    running.endpoints[address] = endpoint = Endpoint(pod, host, port)
+                    running.backend.add(endpoint)
+            if running.endpoints and not running.ready_once:
+                running.ready_once = True
+                running.hooks.report(RevisionHealth(True))
+
+    # --- eventing: not on Kubernetes yet ---------------------------------------------------------
+
+    async def ensure_topics(self, topics: list[str]) -> None:
+        if topics:
+            raise NotImplementedError("eventing (Kafka topics) on the Kubernetes runtime is not built yet")
+
+    async def run_adapter(self, key: Identity, adapter: DesiredAdapter) -> None:
+        raise NotImplementedError(f"{adapter.describe}: eventing on the Kubernetes runtime is not built yet")
+
+    async def stop_adapter(self, key: Identity) -> None:
+        raise NotImplementedError("eventing on the Kubernetes runtime is not built yet")
+
+    async def run_ingress(self, config: IngressConfig | None) -> None:
+        raise NotImplementedError("Brokers on the Kubernetes runtime are not built yet")
+
+
+def _key(endpoint_slice: dict[str, Any]) -> tuple[str, str]:
+    metadata = endpoint_slice["metadata"]
+    return metadata["namespace"], metadata["name"]

@@ -1,0 +1,340 @@
+"""The Kubernetes runtime against a real API server (etcd, kube-apiserver and
+kube-controller-manager: garbage collection, Deployments → ReplicaSets; no nodes, so no pod
+runs). `knit controller` runs as people run it outside a cluster, with a kubeconfig.
+
+Where a test needs ready pods, it writes the EndpointSlice that Kubernetes' EndpointSlice
+controller would write for them (addresses from TEST-NET-2, 198.51.100.0/24). No request
+is sent to them: the API server refuses loopback addresses there, and tests send traffic to
+127.0.0.1 only. Requests answered by real pods are the kind suite's; here the gateway is
+seen routing by host to a Service with no ready Revision (its 503 names the Revision).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+from kubernetes import config, dynamic
+from kubernetes.client.exceptions import ApiException
+
+from knit.host import HOST, free_port
+from knit.resources.crds import all_crds
+from knit.runtimes.kubernetes.runtime import SYSTEM_NAMESPACE
+from knit.testing.harness import HANG
+from knit.testing.kube_api import KubeApi
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+SERVING = "serving.knit.dev/v1"
+
+
+class Cluster:
+    """The API server as a test sees it: objects as dicts, and waiting for them."""
+
+    def __init__(self, kube_api: KubeApi) -> None:
+        self.api_client = config.new_client_from_config(str(kube_api.kubeconfig))
+        self.dynamic = dynamic.DynamicClient(self.api_client)
+
+    def resource(self, api_version: str, kind: str) -> Any:
+        return self.dynamic.resources.get(api_version=api_version, kind=kind)
+
+    def apply(self, obj: dict[str, Any], **options: Any) -> dict[str, Any]:
+        resource = self.resource(obj["apiVersion"], obj["kind"])
+        namespace = obj["metadata"].get("namespace") if resource.namespaced else None
+        return self.dynamic.server_side_apply(
+            resource, body=obj, namespace=namespace, field_manager="test", force_conflicts=True, **options
+        ).to_dict()
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str = "default") -> dict[str, Any] | None:
+        resource = self.resource(api_version, kind)
+        try:
+            return resource.get(name=name, namespace=namespace if resource.namespaced else None).to_dict()
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str = "default") -> None:
+        self.resource(api_version, kind).delete(name=name, namespace=namespace)
+
+    def wait(self, what: str, check: Callable[[], Any], timeout: float = HANG) -> Any:
+        """Until check() returns something truthy; that value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = check()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not within {timeout:g}s: {what}")
+            time.sleep(0.1)
+
+    def ready(self, kind: str, name: str, namespace: str = "default") -> dict[str, str] | None:
+        obj = self.get(SERVING, kind, name, namespace)
+        conditions = ((obj or {}).get("status") or {}).get("conditions") or []
+        return next((c for c in conditions if c["type"] == "Ready"), None)
+
+
+def service_manifest(name: str, namespace: str, image: str = "hello:1", **template_spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": SERVING,
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "template": {
+                "spec": {"containers": [{"image": image, "ports": [{"containerPort": 8080}]}], **template_spec}
+            }
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def cluster(kube_api: KubeApi) -> Cluster:
+    cluster = Cluster(kube_api)
+    for crd in all_crds():
+        cluster.apply(crd)
+    for crd in all_crds():
+        cluster.wait(
+            f"CRD {crd['metadata']['name']} established",
+            lambda name=crd["metadata"]["name"]: any(
+                c["type"] == "Established" and c["status"] == "True"
+                for c in (cluster.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name) or {})
+                .get("status", {})
+                .get("conditions", [])
+            ),
+        )
+    cluster.dynamic = dynamic.DynamicClient(cluster.api_client)  # discovery again, with the new kinds
+    cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}})
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def controller(kube_api: KubeApi, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """`knit controller` with the test API server's kubeconfig; its gateway's port."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("controller") / "controller.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "knit.cli", "controller", "--kubeconfig", str(kube_api.kubeconfig),
+             "--gateway-port", str(port), "--identity", "test-controller", "--activation-timeout", "2"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        cluster.wait("the controller holds its Lease", lambda: _lease_holder(cluster) == "test-controller")
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        print(log.read_text()[-4000:])
+
+
+def _lease_holder(cluster: Cluster) -> str | None:
+    lease = cluster.get("coordination.k8s.io/v1", "Lease", "knit-controller", SYSTEM_NAMESPACE)
+    return (lease or {}).get("spec", {}).get("holderIdentity")
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> str:
+    name = request.node.name.replace("_", "-")[:50].strip("-").lower()
+    cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    return name
+
+
+# --- CRDs ----------------------------------------------------------------------------------------
+
+
+def test_the_checked_in_crds_are_what_knit_crds_prints() -> None:
+    printed = subprocess.run([sys.executable, "-m", "knit.cli", "crds"], check=True, capture_output=True, text=True)
+    assert (REPO / "manifests/platform/crds.yaml").read_text() == printed.stdout, "run: make crds"
+
+
+def test_every_custom_resource_of_the_app_is_accepted_by_its_crd(cluster: Cluster) -> None:
+    documents = [
+        doc for file in sorted((REPO / "manifests/app").glob("*.yaml")) for doc in yaml.safe_load_all(file.read_text())
+    ]
+    custom = [doc for doc in documents if doc and doc["apiVersion"] != "v1"]
+    assert {doc["kind"] for doc in custom} >= {"Service", "KafkaSource", "SinkBinding"}
+    for doc in custom:
+        obj = {**doc, "metadata": {**doc["metadata"], "namespace": "default"}}
+        cluster.apply(obj, dry_run="All", field_validation="Strict")
+
+
+def test_a_crd_refuses_what_the_model_refuses(cluster: Cluster) -> None:
+    wrong = service_manifest("wrong", "default")
+    wrong["spec"]["template"]["spec"]["containerConcurrency"] = 5000  # the model: at most 1000
+    with pytest.raises(ApiException) as refused:
+        cluster.apply(wrong, dry_run="All")
+    assert refused.value.status == 422
+    assert "containerConcurrency" in refused.value.body
+    typo = service_manifest("typo", "default")
+    typo["spec"]["template"]["spec"]["containres"] = []
+    with pytest.raises(ApiException) as unknown:
+        cluster.apply(typo, dry_run="All", field_validation="Strict")
+    assert "containres" in unknown.value.body
+
+
+# --- the controller ----------------------------------------------------------------------------
+
+
+def test_a_service_gets_its_revision_deployment_and_route_owned_by_it(
+    cluster: Cluster, controller: int, namespace: str
+) -> None:
+    created = cluster.apply(service_manifest("hello", namespace))
+    uid = created["metadata"]["uid"]
+    revision = cluster.wait("Revision hello-00001", lambda: cluster.get(SERVING, "Revision", "hello-00001", namespace))
+    for kind in ("Configuration", "Route"):
+        derived = cluster.wait(f"{kind} hello", lambda k=kind: cluster.get(SERVING, k, "hello", namespace))
+        assert [o["uid"] for o in derived["metadata"]["ownerReferences"]] == [uid]
+    assert [o["uid"] for o in revision["metadata"]["ownerReferences"]] == [uid]
+    deployment = cluster.wait(
+        "its Deployment", lambda: cluster.get("apps/v1", "Deployment", "hello-00001-deployment", namespace)
+    )
+    assert [o["uid"] for o in deployment["metadata"]["ownerReferences"]] == [revision["metadata"]["uid"]]
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == "hello:1"
+    env = {var["name"]: var.get("value") for var in container["env"]}
+    assert env["K_REVISION"] == "hello-00001" and env["PORT"] == "8080"
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    # Knative's initial scale: one pod asked for at once.
+    cluster.wait(
+        "the autoscaler asks for 1 replica",
+        lambda: cluster.get("apps/v1", "Deployment", "hello-00001-deployment", namespace)["spec"]["replicas"] == 1,
+    )
+    address = cluster.get("v1", "Service", "hello", namespace)
+    assert address["spec"]["externalName"] == f"knit-gateway.{SYSTEM_NAMESPACE}.svc.cluster.local"
+    private = cluster.get("v1", "Service", "hello-00001", namespace)
+    assert private["spec"]["selector"] == {"serving.knit.dev/revision": "hello-00001"}
+
+
+def test_status_says_what_is_missing_until_a_pod_is_ready(cluster: Cluster, controller: int, namespace: str) -> None:
+    created = cluster.apply(service_manifest("web", namespace))
+
+    def observed() -> dict[str, Any] | None:
+        status = (cluster.get(SERVING, "Service", "web", namespace) or {}).get("status") or {}
+        return status if status.get("observedGeneration") == created["metadata"]["generation"] else None
+
+    status = cluster.wait("status for generation 1", observed)
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "Unknown"
+    assert status["url"] == f"http://web.{namespace}.localhost:8080"
+    assert status["latestCreatedRevisionName"] == "web-00001"
+    assert status["address"]["url"] == f"http://web.{namespace}.svc.cluster.local"
+    # The gateway routes its public host and its cluster-local name (as other pods reach it,
+    # through the ExternalName Service) to web, whose only Revision is not ready yet.
+    for host in (f"web.{namespace}.localhost:8080", f"web.{namespace}.svc.cluster.local"):
+        code, body = request(controller, host)
+        assert code == 503, (host, code, body)
+        assert "no ready revision yet: Revision 'web-00001' is not ready yet" in body
+
+    cluster.apply(endpoint_slice("web-00001", namespace, "198.51.100.1"))
+    cluster.wait(
+        "Service web Ready", lambda: (cluster.ready("Service", "web", namespace) or {}).get("status") == "True"
+    )
+    assert cluster.ready("Revision", "web-00001", namespace)["status"] == "True"
+    revision = cluster.get(SERVING, "Revision", "web-00001", namespace)
+    assert revision["status"]["actualReplicas"] == 1
+
+
+def test_a_template_change_makes_a_new_revision_and_moves_traffic_once_it_is_ready(
+    cluster: Cluster, controller: int, namespace: str
+) -> None:
+    cluster.apply(service_manifest("app", namespace, image="app:1"))
+    cluster.wait("Revision app-00001", lambda: cluster.get(SERVING, "Revision", "app-00001", namespace))
+    cluster.apply(endpoint_slice("app-00001", namespace, "198.51.100.2"))
+    cluster.wait("app ready", lambda: (cluster.ready("Service", "app", namespace) or {}).get("status") == "True")
+    changed = cluster.apply(service_manifest("app", namespace, image="app:2"))
+    assert changed["metadata"]["generation"] == 2
+    deployment = cluster.wait(
+        "Deployment of app-00002", lambda: cluster.get("apps/v1", "Deployment", "app-00002-deployment", namespace)
+    )
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "app:2"
+    # Until app-00002 is ready, traffic stays on app-00001 (Knative's latest *ready* Revision).
+    route = cluster.get(SERVING, "Route", "app", namespace)
+    assert [t["revisionName"] for t in route["status"]["traffic"]] == ["app-00001"]
+    cluster.apply(endpoint_slice("app-00002", namespace, "198.51.100.3"))
+
+    def moved() -> bool:
+        route = cluster.get(SERVING, "Route", "app", namespace)
+        traffic = (route.get("status") or {}).get("traffic") or []
+        return [t["revisionName"] for t in traffic] == ["app-00002"]
+
+    cluster.wait("the Route's status names app-00002", moved)
+    service = cluster.get(SERVING, "Service", "app", namespace)
+    assert service["status"]["observedGeneration"] == 2
+    assert service["status"]["latestReadyRevisionName"] == "app-00002"
+
+
+def test_a_service_admission_refuses_is_not_ready_with_the_same_message(
+    cluster: Cluster, controller: int, namespace: str
+) -> None:
+    wrong = service_manifest("bad", namespace)
+    wrong["spec"]["template"]["metadata"] = {"annotations": {"autoscaling.knit.dev/target": "-1"}}
+    cluster.apply(wrong)
+    ready = cluster.wait("bad refused", lambda: cluster.ready("Service", "bad", namespace))
+    assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
+    assert "autoscaling.knit.dev/target" in ready["message"]
+    assert cluster.get(SERVING, "Revision", "bad-00001", namespace) is None
+    # Fixed, it runs.
+    cluster.apply(service_manifest("bad", namespace))
+    cluster.wait("bad's Revision", lambda: cluster.get(SERVING, "Revision", "bad-00001", namespace))
+    cluster.wait("bad no longer refused", lambda: cluster.ready("Service", "bad", namespace)["status"] == "Unknown")
+    assert cluster.get(SERVING, "Service", "bad", namespace)["status"]["observedGeneration"] == 2
+
+
+def test_deleting_a_service_deletes_everything_it_owns(cluster: Cluster, controller: int, namespace: str) -> None:
+    cluster.apply(service_manifest("gone", namespace))
+    cluster.wait("its Deployment", lambda: cluster.get("apps/v1", "Deployment", "gone-00001-deployment", namespace))
+    cluster.delete(SERVING, "Service", "gone", namespace)
+    children = [
+        (SERVING, "Revision", "gone-00001"), (SERVING, "Route", "gone"), (SERVING, "Configuration", "gone"),
+        ("apps/v1", "Deployment", "gone-00001-deployment"), ("v1", "Service", "gone-00001"), ("v1", "Service", "gone"),
+    ]  # fmt: skip
+    for api_version, kind, name in children:
+        cluster.wait(
+            f"{kind} {name} deleted", lambda a=api_version, k=kind, n=name: cluster.get(a, k, n, namespace) is None
+        )
+    assert request(controller, f"gone.{namespace}.localhost")[0] == 404
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def endpoint_slice(revision: str, namespace: str, address: str) -> dict[str, Any]:
+    """What Kubernetes' EndpointSlice controller writes for one ready pod of the Revision's Service
+    (the labels it copies from that Service, and its own managed-by label replaced by ours)."""
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": f"{revision}-test",
+            "namespace": namespace,
+            "labels": {
+                "kubernetes.io/service-name": revision,
+                "serving.knit.dev/revision": revision,
+                "endpointslice.kubernetes.io/managed-by": "test.knit.dev",
+            },
+        },
+        "addressType": "IPv4",
+        "endpoints": [
+            {
+                "addresses": [address],
+                "conditions": {"ready": True},
+                "targetRef": {"kind": "Pod", "name": f"{revision}-pod"},
+            }
+        ],
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+    }
+
+
+def request(gateway_port: int, host: str) -> tuple[int, str]:
+    """GET / through the controller's gateway with this Host."""
+    response = requests.get(f"http://{HOST}:{gateway_port}/", headers={"Host": host}, timeout=30)
+    return response.status_code, response.text
