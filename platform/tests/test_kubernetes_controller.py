@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from kubernetes import config, dynamic
+from kubernetes import client, config, dynamic
 from kubernetes.client.exceptions import ApiException
 
 from knit.host import HOST, free_port
@@ -111,18 +111,23 @@ def cluster(kube_api: KubeApi) -> Cluster:
             ),
         )
     cluster.dynamic = dynamic.DynamicClient(cluster.api_client)  # discovery again, with the new kinds
-    cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}})
     return cluster
 
 
 @pytest.fixture(scope="module")
 def controller(kube_api: KubeApi, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """`knit controller` with the test API server's kubeconfig; its gateway's port."""
+    """`knit controller` as manifests/platform/controller.yaml installs it: its ServiceAccount's
+    token (so RBAC allows it only what that manifest grants), outside the cluster; its gateway's port."""
+    for doc in yaml.safe_load_all((REPO / "manifests/platform/controller.yaml").read_text()):
+        cluster.apply(doc)
+    folder = tmp_path_factory.mktemp("controller")
+    kubeconfig = folder / "kubeconfig"
+    kubeconfig.write_text(kube_api.kubeconfig.read_text().replace(kube_api.token, service_account_token(cluster)))
     port = free_port()
-    log = tmp_path_factory.mktemp("controller") / "controller.log"
+    log = folder / "controller.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "knit.cli", "controller", "--kubeconfig", str(kube_api.kubeconfig),
+            [sys.executable, "-m", "knit.cli", "controller", "--kubeconfig", str(kubeconfig),
              "--gateway-port", str(port), "--identity", "test-controller", "--activation-timeout", "2"],
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -133,6 +138,14 @@ def controller(kube_api: KubeApi, cluster: Cluster, tmp_path_factory: pytest.Tem
         process.terminate()
         process.wait(timeout=10)
         print(log.read_text()[-4000:])
+    assert "Forbidden" not in log.read_text(), "the controller needs more than its ClusterRole grants"
+
+
+def service_account_token(cluster: Cluster) -> str:
+    """A token of knit-system/knit-controller, as its pod would have (TokenRequest)."""
+    request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600))
+    core = client.CoreV1Api(cluster.api_client)
+    return core.create_namespaced_service_account_token("knit-controller", SYSTEM_NAMESPACE, request).status.token
 
 
 def _lease_holder(cluster: Cluster) -> str | None:

@@ -45,7 +45,7 @@ def test_a_revision_deployment_runs_its_container_as_written_with_the_platform_c
     container = pod["spec"]["containers"][0]
     assert (container["command"], container["args"]) == (["gunicorn"], ["app:app"])
     env = [(var["name"], var["value"]) for var in container["env"]]
-    assert env == [("MODE", "x"), ("PORT", "8080"), ("K_REVISION", "web-00001")]
+    assert env == [("MODE", "x"), ("PORT", "8080"), ("HOST", "0.0.0.0"), ("K_REVISION", "web-00001")]
     assert container["imagePullPolicy"] == "IfNotPresent"
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert pod["spec"]["terminationGracePeriodSeconds"] == 300

@@ -127,7 +127,8 @@ def revision_deployment(revision: Revision, env: Mapping[str, str], replicas: in
     container = spec.container
     port = container_port(container)
     labels = revision_labels(revision)
-    variables = {**{var.name: var.value for var in container.env}, "PORT": str(port), **env}
+    # PORT and HOST as `knit dev` gives them; in a pod, every interface (the pod's own network).
+    variables = {**{var.name: var.value for var in container.env}, "PORT": str(port), "HOST": "0.0.0.0", **env}
     rendered: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": container.image,
