@@ -8,7 +8,7 @@ PACKAGES := -e platform -e apps/danmaku-events -e apps/danmaku-processor -e apps
 TEST_TOOLS := coverage hypothesis pytest pytest-timeout pytest-playwright playwright python-socketio[client] websocket-client ruff
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install haproxy dev test coverage test-stressed lint bench bench-latency bench-coldstart bench-gateway bench-autoscale bench-eventing bench-soak bench-proxies mutation clean
+.PHONY: install haproxy dev test kube-bin crds coverage test-stressed lint bench bench-latency bench-coldstart bench-gateway bench-autoscale bench-eventing bench-soak bench-proxies mutation clean
 
 install: $(INSTALLED)
 
@@ -30,8 +30,20 @@ haproxy:
 dev: install
 	$(BIN)/knit dev -f manifests/app
 
-test: install
+test: install kube-bin
 	$(BIN)/pytest
+
+# The Kubernetes runtime's tests run against a real API server: etcd, kube-apiserver and
+# kube-controller-manager, built from Go modules by platform/kube/build.sh into
+# ~/.cache/knit/kube (about 5 minutes on 2 cores the first time; nothing after).
+KUBE_TEST_BINARIES := etcd kube-apiserver kube-controller-manager
+
+kube-bin:
+	platform/kube/build.sh $(KUBE_TEST_BINARIES) >/dev/null
+
+# The CRDs in manifests/platform/, generated from the resource models (a test fails when they drift).
+crds: install
+	$(BIN)/knit crds > manifests/platform/crds.yaml
 
 # The same suite once under coverage.py, counting the Python processes the tests start (knit CLI,
 # control API, dispatcher, fork server and its instances, gunicorn and its workers): settings in
@@ -41,7 +53,7 @@ test: install
 COVERAGE_FLOOR ?= 95  # measured 95.4% of lines, 89.2% of branches (2026-11-27, in CI)
 COVERAGE := COVERAGE_FILE=$(CURDIR)/.coverage $(BIN)/coverage
 
-coverage: install
+coverage: install kube-bin
 	rm -f .coverage .coverage.* coverage.json
 	$(COVERAGE) run --concurrency=thread -m pytest; status=$$?; \
 	$(COVERAGE) combine -q && $(COVERAGE) json -q -o coverage.json && \
@@ -52,7 +64,7 @@ coverage: install
 # stress-ng stops when pytest ends, and on its own after STRESS_SECONDS whatever happens.
 STRESS_SECONDS ?= 3600
 
-test-stressed: install
+test-stressed: install kube-bin
 	command -v stress-ng >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get install -y -q stress-ng || { apt-get update -q && apt-get install -y -q stress-ng; }; }
 	stress-ng --cpu 0 --cpu-load 100 --timeout $(STRESS_SECONDS)s --quiet & stress=$$!; \
@@ -121,6 +133,40 @@ mutation: install $(MUTMUT)
 $(MUTMUT): constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt mutmut
 	touch $@
+
+# A real single-node kind cluster ("knit"), also where nothing can be pulled: platform/kube/ builds
+# kind, the Kubernetes binaries (Go, cached in ~/.cache/knit/kube) and an offline node image from
+# Debian packages. Config: manifests/kind/cluster.yaml (NodePort 30080 on http://127.0.0.1:8080/).
+.PHONY: docker-engine kind-node-image kind-up kind-platform test-kind demo-down
+
+# Debian's Docker engine (docker.io), as root: installed with apt when missing and dockerd started in
+# the background (log /var/log/dockerd.log); one line when all is in place already.
+docker-engine:
+	platform/kube/docker-engine.sh
+
+# The offline kind node image knit/kind-node:v1.34.4 and the images it carries (cached by name;
+# the first build takes minutes, most of it Go).
+kind-node-image:
+	platform/kube/node-image.sh
+
+# The cluster up (created unless it exists), the kubeconfig's context kind-knit pointed at it, and
+# waits until the node is Ready and CoreDNS runs. KIND_NODE_IMAGE=... picks the node image.
+kind-up:
+	platform/kube/cluster.sh up
+
+# knit on the cluster: its images and the app's (wheels built here, installed with --no-index;
+# loaded onto the node), the CRDs and manifests/platform/controller.yaml (platform/kube/install.sh).
+kind-platform: install
+	platform/kube/install.sh
+
+# Tests against the real cluster (platform/tests_kind/): Services run as pods, answer at their URLs
+# on 127.0.0.1:8080 and scale to zero and back. Brings the cluster up and installs knit first.
+test-kind: install kind-up kind-platform
+	$(BIN)/pytest -p no:cacheprovider platform/tests_kind
+
+# The cluster deleted.
+demo-down:
+	platform/kube/cluster.sh down
 
 clean:
 	rm -rf $(VENV) .knit .pytest_cache .kafka .mutation

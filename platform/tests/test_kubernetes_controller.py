@@ -123,16 +123,18 @@ def controller(kube_api: KubeApi, cluster: Cluster, tmp_path_factory: pytest.Tem
     folder = tmp_path_factory.mktemp("controller")
     kubeconfig = folder / "kubeconfig"
     kubeconfig.write_text(kube_api.kubeconfig.read_text().replace(kube_api.token, service_account_token(cluster)))
-    port = free_port()
+    port, health = free_port(), free_port()
     log = folder / "controller.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "knit.cli", "controller", "--kubeconfig", str(kubeconfig),
-             "--gateway-port", str(port), "--identity", "test-controller", "--activation-timeout", "2"],
+             "--gateway-port", str(port), "--health-port", str(health), "--identity", "test-controller",
+             "--activation-timeout", "2"],
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        cluster.wait("the controller holds its Lease", lambda: _lease_holder(cluster) == "test-controller")
+        cluster.wait("the controller ready (/readyz)", lambda: _answers(f"http://{HOST}:{health}/readyz") == 200)
+        assert _lease_holder(cluster) == "test-controller"
         yield port
     finally:
         process.terminate()
@@ -146,6 +148,13 @@ def service_account_token(cluster: Cluster) -> str:
     request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600))
     core = client.CoreV1Api(cluster.api_client)
     return core.create_namespaced_service_account_token("knit-controller", SYSTEM_NAMESPACE, request).status.token
+
+
+def _answers(url: str) -> int | None:
+    try:
+        return requests.get(url, timeout=5).status_code
+    except requests.ConnectionError:
+        return None
 
 
 def _lease_holder(cluster: Cluster) -> str | None:

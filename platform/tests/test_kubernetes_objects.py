@@ -58,7 +58,11 @@ def test_the_container_port_and_probes_follow_knatives_defaults() -> None:
     container = made["spec"]["template"]["spec"]["containers"][0]
     assert container["ports"] == [{"name": "http", "containerPort": 9000, "protocol": "TCP"}]
     assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": 9000, "scheme": "HTTP"}
+    assert container["readinessProbe"]["periodSeconds"] == 1  # none given: every second, not every 10
+    given = deployment(readinessProbe={"httpGet": {"path": "/"}, "periodSeconds": 5})
+    assert given["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["periodSeconds"] == 5
     assert container["livenessProbe"]["tcpSocket"] == {"port": 9001}
+    assert container["livenessProbe"]["periodSeconds"] == 10  # Kubernetes' default: restarts are not hurried
     assert ("PORT", "9000") in [(v["name"], v["value"]) for v in container["env"]]
     assert "command" not in container  # the image's entrypoint
 

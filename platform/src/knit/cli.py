@@ -370,7 +370,7 @@ def controller(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     options = ClusterOptions(
         kafka_bootstrap=args.kafka_bootstrap, domain=args.domain, public_port=args.public_port,
-        gateway_port=args.gateway_port, activation_timeout=args.activation_timeout,
+        gateway_port=args.gateway_port, health_port=args.health_port, activation_timeout=args.activation_timeout,
         gateway_limits=gateway_limits.from_arguments(args),
     )  # fmt: skip
     with contextlib.suppress(KeyboardInterrupt):
@@ -451,6 +451,8 @@ def parser() -> argparse.ArgumentParser:
     kube.add_argument("--identity", default=socket.gethostname(), help="this replica's name in the Lease")
     kube.add_argument("--gateway-port", type=int, default=8080, help="where the gateway listens (0 = a free port)")
     kube.add_argument("--public-port", type=int, default=8080, help="the port people reach the gateway on, for URLs")
+    kube.add_argument("--health-port", type=int, default=8081,
+                      help="/readyz: 200 once this replica leads and knows every route")  # fmt: skip
     kube.add_argument("--domain", default="localhost", help="public hosts are SERVICE.NAMESPACE.DOMAIN")
     kube.add_argument("--kafka-bootstrap", default=os.environ.get(BOOTSTRAP_ENV, ""), help="Kafka for the instances")
     kube.add_argument("--activation-timeout", type=float, default=60.0,

@@ -112,8 +112,8 @@ DEFINITIONS: tuple[Definition, ...] = (
         RevisionSpec,
         ("rev",),
         (
-            Column("Config Name", '.metadata.labels["serving.knit.dev/configuration"]'),
-            Column("Generation", '.metadata.labels["serving.knit.dev/configurationGeneration"]'),
+            Column("Config Name", r".metadata.labels.serving\.knit\.dev/configuration"),
+            Column("Generation", r".metadata.labels.serving\.knit\.dev/configurationGeneration"),
             *_READY_COLUMNS,
             Column("Actual Replicas", ".status.actualReplicas", "integer"),
             Column("Desired Replicas", ".status.desiredReplicas", "integer"),

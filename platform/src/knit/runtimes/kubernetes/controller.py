@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from aiohttp import web
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 from kubernetes.aio.leaderelection import electionconfig, leaderelection
@@ -66,6 +67,7 @@ class Controller:
         self.generations: dict[tuple[str, str], int] = {}  # metadata.generation last reconciled
         self.refused: dict[tuple[str, str], dict[str, Any]] = {}  # status of Services not applied
         self._written: dict[tuple[str, str, str], dict[str, Any]] = {}  # (kind, namespace, name) → status
+        self.synced = False  # every Service listed and reconciled once: the gateway knows its routes
 
     async def run(self) -> None:
         await asyncio.gather(self._watch_services_forever(), self._write_status_forever())
@@ -77,6 +79,7 @@ class Controller:
             try:
                 listing = await self.api.list(*SERVICES)
                 await self._resync(listing.items)
+                self.synced = True
                 async for kind, obj in self.api.watch(*SERVICES, listing.resource_version):
                     if kind == "DELETED":
                         await self.deleted(obj)
@@ -227,15 +230,33 @@ async def lead(api: Api, identity: str, work: Callable[[], Coroutine[Any, Any, N
 
 
 async def serve(kubeconfig: str | None, identity: str, options: ClusterOptions) -> None:
-    """`knit controller`: the gateway serves at once (every replica); the Lease's holder reconciles."""
+    """`knit controller`: the gateway serves at once; the Lease's holder reconciles. /readyz on
+    the health port answers 200 once this replica leads and has every route (then its pod is Ready)."""
     api = await Api.connect(kubeconfig)
     runtime = KubernetesRuntime(api, options)
+    controller = Controller(api, runtime)
     await runtime.start()
+    health = await _serve_health(options.health_port, lambda: controller.synced)
     log.info("gateway on port %d; %s waits for the Lease %s/%s", runtime.port, identity, SYSTEM_NAMESPACE, LEASE)
     try:
-        await lead(api, identity, Controller(api, runtime).run)
+        await lead(api, identity, controller.run)
         # What it knows may be stale now: a fresh start (Kubernetes restarts the pod) lists again.
         raise SystemExit(f"{identity} lost the Lease {SYSTEM_NAMESPACE}/{LEASE}; exiting")
     finally:
+        await health.cleanup()
         await runtime.stop()
         await api.close()
+
+
+async def _serve_health(port: int, ready: Callable[[], bool]) -> web.AppRunner:
+    async def readyz(_: web.Request) -> web.Response:
+        if ready():
+            return web.Response(text="ready")
+        return web.Response(status=503, text="not leading, or routes not listed yet")
+
+    app = web.Application()
+    app.router.add_get("/readyz", readyz)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", port).start()
+    return runner

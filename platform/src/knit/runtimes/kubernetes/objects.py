@@ -109,11 +109,16 @@ def container_port(container: Container) -> int:
     return container.ports[0].container_port if container.ports else DEFAULT_PORT
 
 
-def _probe(probe: Probe | None, port: int) -> dict[str, Any] | None:
+def _probe(probe: Probe | None, port: int, readiness: bool) -> dict[str, Any] | None:
     """A readiness or liveness probe with its port filled in (Knative's default: the container's)."""
     if probe is None:
         return None
     rendered = probe.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if readiness and "period_seconds" not in probe.model_fields_set:
+        # Knative probes a starting pod every few milliseconds (its queue-proxy) when no period is
+        # given; without a queue-proxy, kubelet's finest: each second, not Kubernetes' default 10
+        # (a pod that misses the first probe would keep a request at zero waiting ~10 s).
+        rendered["periodSeconds"] = 1
     for action in ("httpGet", "tcpSocket"):
         if action in rendered:
             rendered[action]["port"] = rendered[action].get("port") or port
@@ -142,7 +147,7 @@ def revision_deployment(revision: Revision, env: Mapping[str, str], replicas: in
             rendered[key] = value
     for key, probe in (("readinessProbe", container.readiness_probe), ("livenessProbe", container.liveness_probe)):
         if probe is not None:
-            rendered[key] = _probe(probe, port)
+            rendered[key] = _probe(probe, port, readiness=key == "readinessProbe")
     if container.resources:
         rendered["resources"] = container.resources.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     pod_spec: dict[str, Any] = {

@@ -47,6 +47,7 @@ class ClusterOptions:
     domain: str = "localhost"  # public hosts: {service}.{namespace}.{domain}
     public_port: int = 8080  # the port people reach the gateway on (kind maps it to 127.0.0.1:8080)
     gateway_port: int = 8080  # where the gateway listens in its pod
+    health_port: int = 8081  # /readyz: 200 once this replica leads and knows every route
     activation_timeout: float = 60.0
     gateway_limits: GatewayLimits = field(default_factory=GatewayLimits)
 
