@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -114,8 +115,17 @@ def cluster(kube_api: KubeApi) -> Cluster:
     return cluster
 
 
+@dataclass(frozen=True)
+class Controller:
+    port: int  # its gateway's
+    log: Path
+
+    def wait_for_log(self, cluster: Cluster, line: str) -> None:
+        cluster.wait(f"the controller logs {line!r}", lambda: line in self.log.read_text())
+
+
 @pytest.fixture(scope="module")
-def controller(kube_api: KubeApi, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+def controller(kube_api: KubeApi, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Controller]:
     """`knit controller` as manifests/platform/controller.yaml installs it: its ServiceAccount's
     token (so RBAC allows it only what that manifest grants), outside the cluster; its gateway's port."""
     for doc in yaml.safe_load_all((REPO / "manifests/platform/controller.yaml").read_text()):
@@ -135,7 +145,7 @@ def controller(kube_api: KubeApi, cluster: Cluster, tmp_path_factory: pytest.Tem
     try:
         cluster.wait("the controller ready (/readyz)", lambda: _answers(f"http://{HOST}:{health}/readyz") == 200)
         assert _lease_holder(cluster) == "test-controller"
-        yield port
+        yield Controller(port, log)
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -206,7 +216,7 @@ def test_a_crd_refuses_what_the_model_refuses(cluster: Cluster) -> None:
 
 
 def test_a_service_gets_its_revision_deployment_and_route_owned_by_it(
-    cluster: Cluster, controller: int, namespace: str
+    cluster: Cluster, controller: Controller, namespace: str
 ) -> None:
     created = cluster.apply(service_manifest("hello", namespace))
     uid = created["metadata"]["uid"]
@@ -236,7 +246,9 @@ def test_a_service_gets_its_revision_deployment_and_route_owned_by_it(
     assert private["spec"]["selector"] == {"serving.knit.dev/revision": "hello-00001"}
 
 
-def test_status_says_what_is_missing_until_a_pod_is_ready(cluster: Cluster, controller: int, namespace: str) -> None:
+def test_status_says_what_is_missing_until_a_pod_is_ready(
+    cluster: Cluster, controller: Controller, namespace: str
+) -> None:
     created = cluster.apply(service_manifest("web", namespace))
 
     def observed() -> dict[str, Any] | None:
@@ -252,7 +264,7 @@ def test_status_says_what_is_missing_until_a_pod_is_ready(cluster: Cluster, cont
     # The gateway routes its public host and its cluster-local name (as other pods reach it,
     # through the ExternalName Service) to web, whose only Revision is not ready yet.
     for host in (f"web.{namespace}.localhost:8080", f"web.{namespace}.svc.cluster.local"):
-        code, body = request(controller, host)
+        code, body = request(controller.port, host)
         assert code == 503, (host, code, body)
         assert "no ready revision yet: Revision 'web-00001' is not ready yet" in body
 
@@ -266,7 +278,7 @@ def test_status_says_what_is_missing_until_a_pod_is_ready(cluster: Cluster, cont
 
 
 def test_a_template_change_makes_a_new_revision_and_moves_traffic_once_it_is_ready(
-    cluster: Cluster, controller: int, namespace: str
+    cluster: Cluster, controller: Controller, namespace: str
 ) -> None:
     cluster.apply(service_manifest("app", namespace, image="app:1"))
     cluster.wait("Revision app-00001", lambda: cluster.get(SERVING, "Revision", "app-00001", namespace))
@@ -295,7 +307,7 @@ def test_a_template_change_makes_a_new_revision_and_moves_traffic_once_it_is_rea
 
 
 def test_a_service_admission_refuses_is_not_ready_with_the_same_message(
-    cluster: Cluster, controller: int, namespace: str
+    cluster: Cluster, controller: Controller, namespace: str
 ) -> None:
     wrong = service_manifest("bad", namespace)
     wrong["spec"]["template"]["metadata"] = {"annotations": {"autoscaling.knit.dev/target": "-1"}}
@@ -311,7 +323,35 @@ def test_a_service_admission_refuses_is_not_ready_with_the_same_message(
     assert cluster.get(SERVING, "Service", "bad", namespace)["status"]["observedGeneration"] == 2
 
 
-def test_deleting_a_service_deletes_everything_it_owns(cluster: Cluster, controller: int, namespace: str) -> None:
+def test_config_autoscaler_in_knit_system_sets_the_autoscalers_defaults(
+    cluster: Cluster, controller: Controller, namespace: str
+) -> None:
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "config-autoscaler", "namespace": SYSTEM_NAMESPACE},
+        "data": {"initial-scale": "2"},
+    }
+    cluster.apply(config_map)
+    try:
+        controller.wait_for_log(cluster, 'config-autoscaler applied: {"initial-scale": "2"}')
+        cluster.apply(service_manifest("two", namespace))
+        cluster.wait(
+            "two-00001 asked for 2 pods (initial-scale 2)",
+            lambda: (
+                (cluster.get("apps/v1", "Deployment", "two-00001-deployment", namespace) or {})
+                .get("spec", {})
+                .get("replicas")
+                == 2
+            ),
+        )
+    finally:
+        cluster.delete("v1", "ConfigMap", "config-autoscaler", SYSTEM_NAMESPACE)
+
+
+def test_deleting_a_service_deletes_everything_it_owns(
+    cluster: Cluster, controller: Controller, namespace: str
+) -> None:
     cluster.apply(service_manifest("gone", namespace))
     cluster.wait("its Deployment", lambda: cluster.get("apps/v1", "Deployment", "gone-00001-deployment", namespace))
     cluster.delete(SERVING, "Service", "gone", namespace)
@@ -323,7 +363,7 @@ def test_deleting_a_service_deletes_everything_it_owns(cluster: Cluster, control
         cluster.wait(
             f"{kind} {name} deleted", lambda a=api_version, k=kind, n=name: cluster.get(a, k, n, namespace) is None
         )
-    assert request(controller, f"gone.{namespace}.localhost")[0] == 404
+    assert request(controller.port, f"gone.{namespace}.localhost")[0] == 404
 
 
 # --- helpers -------------------------------------------------------------------------------------

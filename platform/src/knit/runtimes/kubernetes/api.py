@@ -95,21 +95,25 @@ class Api:
         await self.dynamic.patch(resource.scale, body=body, name=deployment, namespace=namespace,
                                  content_type="application/merge-patch+json")  # fmt: skip
 
-    async def list(self, api_version: str, kind: str, label_selector: str | None = None) -> Listing:
+    async def list(self, api_version: str, kind: str, label_selector: str | None = None,
+                   namespace: str | None = None, field_selector: str | None = None) -> Listing:  # fmt: skip
+        """Every object of a kind (in every namespace unless one is given) matching the selectors."""
         resource = await self._resource(api_version, kind)
-        listing = (await self.dynamic.get(resource, label_selector=label_selector)).to_dict()
+        listing = (await self.dynamic.get(resource, namespace=namespace, label_selector=label_selector,
+                                          field_selector=field_selector)).to_dict()  # fmt: skip
         return Listing(listing["items"], listing["metadata"]["resourceVersion"])
 
-    async def watch(self, api_version: str, kind: str, resource_version: str,
-                    label_selector: str | None = None) -> AsyncIterator[tuple[str, dict[str, Any]]]:  # fmt: skip
+    async def watch(self, api_version: str, kind: str, resource_version: str, label_selector: str | None = None,
+                    namespace: str | None = None, field_selector: str | None = None,
+                    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:  # fmt: skip
         """(type, object) for each change after `resource_version`, until the server ends the
         watch (about WATCH_SECONDS) or says the version is too old (ApiException 410: list again)."""
         resource = await self._resource(api_version, kind)
         watcher = watch.Watch()
         try:
-            async for event in self.dynamic.watch(resource, resource_version=resource_version,
-                                                  label_selector=label_selector, timeout=WATCH_SECONDS,
-                                                  watcher=watcher):  # fmt: skip
+            async for event in self.dynamic.watch(resource, namespace=namespace, resource_version=resource_version,
+                                                  label_selector=label_selector, field_selector=field_selector,
+                                                  timeout=WATCH_SECONDS, watcher=watcher):  # fmt: skip
                 if event["type"] == "ERROR":
                     status = event["raw_object"]
                     raise ApiException(status=status.get("code", 500), reason=status.get("message", ""))

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -22,7 +23,7 @@ from kubernetes.aio.client.exceptions import ApiException
 from kubernetes.aio.leaderelection import electionconfig, leaderelection
 from kubernetes.aio.leaderelection.resourcelock.leaselock import LeaseLock
 
-from knit.admission import admit_documents
+from knit.admission import AUTOSCALER_CONFIG_MAP, admit_documents
 from knit.control.render import render_service
 from knit.control.status import condition_dict
 from knit.resources.loading import InvalidManifests, Manifests
@@ -70,26 +71,62 @@ class Controller:
         self.synced = False  # every Service listed and reconciled once: the gateway knows its routes
 
     async def run(self) -> None:
-        await asyncio.gather(self._watch_services_forever(), self._write_status_forever())
+        config_map = {"namespace": SYSTEM_NAMESPACE, "field_selector": f"metadata.name={AUTOSCALER_CONFIG_MAP}"}
+        # The autoscaler's config first: Revisions take it when they start.
+        await self._set_autoscaler_config((await self.api.list("v1", "ConfigMap", **config_map)).items)
+        await asyncio.gather(
+            self._follow_forever(SERVICES, self._resync, self.reconcile, self.deleted),
+            self._follow_forever(
+                ("v1", "ConfigMap"),
+                self._set_autoscaler_config,
+                lambda obj: self._set_autoscaler_config([obj]),
+                lambda _: self._set_autoscaler_config([]),
+                **config_map,
+            ),
+            self._write_status_forever(),
+        )
 
-    # --- Services in -------------------------------------------------------------------------
-
-    async def _watch_services_forever(self) -> None:
+    async def _follow_forever(
+        self,
+        resource: tuple[str, str],
+        listed: Callable[[list[dict[str, Any]]], Awaitable[None]],
+        changed: Callable[[dict[str, Any]], Awaitable[None]],
+        deleted: Callable[[dict[str, Any]], Awaitable[None]],
+        **selectors: str,
+    ) -> None:
+        """List, then watch from there; list again when the watch ends or fails."""
         while True:
             try:
-                listing = await self.api.list(*SERVICES)
-                await self._resync(listing.items)
-                self.synced = True
-                async for kind, obj in self.api.watch(*SERVICES, listing.resource_version):
+                listing = await self.api.list(*resource, **selectors)
+                await listed(listing.items)
+                async for kind, obj in self.api.watch(*resource, listing.resource_version, **selectors):
                     if kind == "DELETED":
-                        await self.deleted(obj)
+                        await deleted(obj)
                     elif kind in ("ADDED", "MODIFIED"):
-                        await self.reconcile(obj)
+                        await changed(obj)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # an expired watch (410), the API server away: list again
-                log.info("Service watch restarts: %s", error)
+                log.info("%s watch restarts: %s", resource[1], str(error).splitlines()[0])
                 await asyncio.sleep(RETRY_SECONDS)
+
+    async def _set_autoscaler_config(self, config_maps: list[dict[str, Any]]) -> None:
+        """knit-system/config-autoscaler, Knative's global autoscaler settings (the same keys as with
+        `knit dev`); Knative's defaults when there is none. A bad one is logged and changes nothing."""
+        key = ("ConfigMap", SYSTEM_NAMESPACE, AUTOSCALER_CONFIG_MAP)
+        if not config_maps:
+            if self.core.exists(*key):
+                await self.core.delete([key])
+            return
+        obj = config_maps[0]
+        document = {"apiVersion": "v1", "kind": "ConfigMap", "data": obj.get("data") or {},
+                    "metadata": {"name": AUTOSCALER_CONFIG_MAP, "namespace": SYSTEM_NAMESPACE}}  # fmt: skip
+        try:
+            where = f"ConfigMap {SYSTEM_NAMESPACE}/{AUTOSCALER_CONFIG_MAP}"
+            await self.core.apply(admit_documents([(where, document)]))
+            log.info("config-autoscaler applied: %s", json.dumps(document["data"], sort_keys=True))
+        except InvalidManifests as error:
+            log.warning("config-autoscaler not applied: %s", "; ".join(error.problems))
 
     async def _resync(self, items: list[dict[str, Any]]) -> None:
         """After a (re)list: reconcile each Service, and delete those gone while not watching."""
@@ -99,6 +136,7 @@ class Controller:
                 await self.deleted({"metadata": {"namespace": namespace, "name": name}})
         for obj in items:
             await self.reconcile(obj)
+        self.synced = True
 
     async def reconcile(self, obj: dict[str, Any]) -> None:
         metadata = obj["metadata"]
@@ -115,12 +153,13 @@ class Controller:
             self.refused[key] = invalid_status(generation, "InvalidSpec", error.problems)
         except InvalidApply as error:
             self.refused[key] = invalid_status(generation, "InvalidApply", error.problems)
-        self.generations[key] = generation
         record = self.core.state.records.get(key)
         if record is not None and key not in self.refused:
             for derived in objects.derived(self._render(record), self.runtime.owners[key]):
                 if derived["kind"] != "Revision":  # Revisions are made as they start (the runtime)
                     await self.api.apply(derived)
+        # Last: should anything above fail, the next listing reconciles this generation again.
+        self.generations[key] = generation
 
     async def deleted(self, obj: dict[str, Any]) -> None:
         key = (obj["metadata"]["namespace"], obj["metadata"]["name"])

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ class _Running:
     scaled: int | None = None  # what the Deployment was last told (None: not yet known)
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # ready pods by address
     ready_once: bool = False
+    making: asyncio.Task[None] | None = None  # its objects being made
 
 
 class KubernetesRuntime:
@@ -85,6 +87,7 @@ class KubernetesRuntime:
         self.port = 0
         self._scale_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()  # objects being made (_keep_trying)
 
     async def start(self, host: str = "0.0.0.0") -> None:
         await self.gateway.start_session()
@@ -96,7 +99,7 @@ class KubernetesRuntime:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._background]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -126,16 +129,12 @@ class KubernetesRuntime:
     async def prepare_service(self, service: Service, folder: Path) -> None:
         """Its cluster-local name, {service}.{namespace}.svc.cluster.local: an ExternalName Service to the gateway."""
         owner = self.owners[(service.namespace, service.name)]
-        await self.api.create(objects.service_address(service, owner, f"{GATEWAY_SERVICE}.{SYSTEM_NAMESPACE}"))
+        address = objects.service_address(service, owner, f"{GATEWAY_SERVICE}.{SYSTEM_NAMESPACE}")
+        self._keep_trying(f"Service {service.namespace}/{service.name}'s address", lambda: self.api.create(address))
 
     async def run_revision(self, revision: Revision, service: Service, hooks: RevisionHooks) -> None:
-        owner = self.owners[(service.namespace, service.name)]
-        created = await self.api.apply(objects.revision_object(revision, owner))
-        revision_owner = objects.Owner(objects.SERVING_API, "Revision", revision.name, created["metadata"]["uid"])
-        binding = self.core.binding_for(revision)
-        env = instance_env(revision, self.options.kafka_bootstrap, binding, self.address_of, None)
-        deployment = await self.api.create(objects.revision_deployment(revision, env, 0, revision_owner))
-        await self.api.create(objects.revision_service(revision, revision_owner))
+        """Known at once (the control core goes on deciding); its objects are made in the background,
+        tried again while the API server fails, so a refusal or an outage never loses a Revision."""
         meter = ConcurrencyMeter(time.monotonic())
         backend = RevisionBackend(
             revision.name,
@@ -144,14 +143,46 @@ class KubernetesRuntime:
             on_start=lambda: meter.request_started(time.monotonic()),
             on_finish=lambda: meter.request_finished(time.monotonic()),
         )
-        running = _Running(revision, hooks, backend, meter, scaled=deployment["spec"].get("replicas", 0))
+        running = _Running(revision, hooks, backend, meter)
         self.running[revision.name] = running
         self.backends[revision.name] = backend
+        owner = self.owners[(service.namespace, service.name)]
+
+        async def make_objects() -> None:
+            created = await self.api.apply(objects.revision_object(revision, owner))
+            revision_owner = objects.Owner(objects.SERVING_API, "Revision", revision.name, created["metadata"]["uid"])
+            binding = self.core.binding_for(revision)
+            env = instance_env(revision, self.options.kafka_bootstrap, binding, self.address_of, None)
+            deployment = await self.api.create(objects.revision_deployment(revision, env, 0, revision_owner))
+            await self.api.create(objects.revision_service(revision, revision_owner))
+            running.scaled = deployment["spec"].get("replicas", 0)  # now the autoscaler's word can be passed on
+            self._scale_wanted.set()
+
+        running.making = self._keep_trying(f"Revision {revision.namespace}/{revision.name}'s objects", make_objects)
+
+    def _keep_trying(self, what: str, attempt: Callable[[], Awaitable[Any]]) -> asyncio.Task[None]:
+        """Run `attempt` in the background until it succeeds, RETRY_SECONDS after each failure."""
+
+        async def until_done() -> None:
+            while True:
+                try:
+                    await attempt()
+                    return
+                except Exception as error:  # the API server away, overloaded (429), or refusing
+                    log.warning("%s: not made yet, trying again: %s", what, str(error).splitlines()[0])
+                    await asyncio.sleep(RETRY_SECONDS)
+
+        task = asyncio.create_task(until_done())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
 
     async def remove_revision(self, revision: str) -> None:
         """Forget it: its objects go with their knit Service (owner references)."""
-        self.running.pop(revision, None)
+        running = self.running.pop(revision, None)
         self.backends.pop(revision, None)
+        if running and running.making:
+            running.making.cancel()
 
     def scale(self, revision: str, desired: int) -> None:
         running = self.running[revision]
@@ -185,8 +216,8 @@ class KubernetesRuntime:
             await self._scale_wanted.wait()
             self._scale_wanted.clear()
             for running in list(self.running.values()):
-                if running.scaled == running.desired:
-                    continue
+                if running.scaled is None or running.scaled == running.desired:
+                    continue  # its Deployment is not made yet, or already told
                 revision = running.revision
                 try:
                     await self.api.scale(revision.namespace, objects.deployment_name(revision.name), running.desired)
