@@ -137,7 +137,7 @@ $(MUTMUT): constraints.txt
 # A real single-node kind cluster ("knit"), also where nothing can be pulled: platform/kube/ builds
 # kind, the Kubernetes binaries (Go, cached in ~/.cache/knit/kube) and an offline node image from
 # Debian packages. Config: manifests/kind/cluster.yaml (NodePort 30080 on http://127.0.0.1:8080/).
-.PHONY: docker-engine kind-node-image kind-up kind-platform test-kind demo-down
+.PHONY: docker-engine kind-node-image kind-up kind-platform test-kind bench-kind demo-down
 
 # Debian's Docker engine (docker.io), as root: installed with apt when missing and dockerd started in
 # the background (log /var/log/dockerd.log); one line when all is in place already.
@@ -163,6 +163,10 @@ kind-platform: install
 # on 127.0.0.1:8080 and scale to zero and back. Brings the cluster up and installs knit first.
 test-kind: install kind-up kind-platform
 	$(BIN)/pytest -p no:cacheprovider platform/tests_kind
+
+# Cold start on kind (request at zero pods → 200), 10 runs: bench/kind_coldstart.py. Not in `make bench`.
+bench-kind: install kind-up kind-platform
+	$(BIN)/python bench/kind_coldstart.py
 
 # The cluster deleted.
 demo-down:

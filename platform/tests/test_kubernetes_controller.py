@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -115,42 +115,69 @@ def cluster(kube_api: KubeApi) -> Cluster:
     return cluster
 
 
-@dataclass(frozen=True)
+@dataclass
 class Controller:
-    port: int  # its gateway's
-    log: Path
+    """A `knit controller` process with a kubeconfig, as people run it outside a cluster."""
+
+    identity: str
+    kubeconfig: Path
+    folder: Path
+    port: int = field(default_factory=free_port)  # its gateway's
+    health: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.folder / f"{self.identity}.log"
+
+    def start(self) -> None:
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "knit.cli", "controller", "--kubeconfig", str(self.kubeconfig),
+                 "--gateway-port", str(self.port), "--health-port", str(self.health), "--identity", self.identity,
+                 "--activation-timeout", "2"],
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def ready(self) -> int | None:
+        """What its /readyz answers (200 once it leads and knows every route), None while it is not up."""
+        try:
+            return requests.get(f"http://{HOST}:{self.health}/readyz", timeout=5).status_code
+        except requests.ConnectionError:
+            return None
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
 
     def wait_for_log(self, cluster: Cluster, line: str) -> None:
-        cluster.wait(f"the controller logs {line!r}", lambda: line in self.log.read_text())
+        cluster.wait(f"{self.identity} logs {line!r}", lambda: line in self.log.read_text())
 
 
 @pytest.fixture(scope="module")
-def controller(kube_api: KubeApi, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Controller]:
-    """`knit controller` as manifests/platform/controller.yaml installs it: its ServiceAccount's
-    token (so RBAC allows it only what that manifest grants), outside the cluster; its gateway's port."""
+def controller_kubeconfig(kube_api: KubeApi, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """manifests/platform/controller.yaml installed, and a kubeconfig with its ServiceAccount's token:
+    RBAC allows a controller that uses it only what that manifest grants."""
     for doc in yaml.safe_load_all((REPO / "manifests/platform/controller.yaml").read_text()):
         cluster.apply(doc)
-    folder = tmp_path_factory.mktemp("controller")
-    kubeconfig = folder / "kubeconfig"
+    kubeconfig = tmp_path_factory.mktemp("controller") / "kubeconfig"
     kubeconfig.write_text(kube_api.kubeconfig.read_text().replace(kube_api.token, service_account_token(cluster)))
-    port, health = free_port(), free_port()
-    log = folder / "controller.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "knit.cli", "controller", "--kubeconfig", str(kubeconfig),
-             "--gateway-port", str(port), "--health-port", str(health), "--identity", "test-controller",
-             "--activation-timeout", "2"],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    return kubeconfig
+
+
+@pytest.fixture(scope="module")
+def controller(cluster: Cluster, controller_kubeconfig: Path) -> Iterator[Controller]:
+    running = Controller("test-controller", controller_kubeconfig, controller_kubeconfig.parent)
+    running.start()
     try:
-        cluster.wait("the controller ready (/readyz)", lambda: _answers(f"http://{HOST}:{health}/readyz") == 200)
+        cluster.wait("the controller ready (/readyz)", lambda: running.ready() == 200)
         assert _lease_holder(cluster) == "test-controller"
-        yield Controller(port, log)
+        yield running
     finally:
-        process.terminate()
-        process.wait(timeout=10)
-        print(log.read_text()[-4000:])
-    assert "Forbidden" not in log.read_text(), "the controller needs more than its ClusterRole grants"
+        running.stop()
+        print(running.log.read_text()[-4000:])
+    assert "Forbidden" not in running.log.read_text(), "the controller needs more than its ClusterRole grants"
 
 
 def service_account_token(cluster: Cluster) -> str:
@@ -158,13 +185,6 @@ def service_account_token(cluster: Cluster) -> str:
     request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600))
     core = client.CoreV1Api(cluster.api_client)
     return core.create_namespaced_service_account_token("knit-controller", SYSTEM_NAMESPACE, request).status.token
-
-
-def _answers(url: str) -> int | None:
-    try:
-        return requests.get(url, timeout=5).status_code
-    except requests.ConnectionError:
-        return None
 
 
 def _lease_holder(cluster: Cluster) -> str | None:
@@ -272,7 +292,10 @@ def test_status_says_what_is_missing_until_a_pod_is_ready(
     cluster.wait(
         "Service web Ready", lambda: (cluster.ready("Service", "web", namespace) or {}).get("status") == "True"
     )
-    assert cluster.ready("Revision", "web-00001", namespace)["status"] == "True"
+    # Each object's status is its own write: the Revision's may come a moment after the Service's.
+    cluster.wait(
+        "Revision web-00001 Ready", lambda: cluster.ready("Revision", "web-00001", namespace)["status"] == "True"
+    )
     revision = cluster.get(SERVING, "Revision", "web-00001", namespace)
     assert revision["status"]["actualReplicas"] == 1
 
@@ -291,8 +314,12 @@ def test_a_template_change_makes_a_new_revision_and_moves_traffic_once_it_is_rea
     )
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "app:2"
     # Until app-00002 is ready, traffic stays on app-00001 (Knative's latest *ready* Revision).
-    route = cluster.get(SERVING, "Route", "app", namespace)
-    assert [t["revisionName"] for t in route["status"]["traffic"]] == ["app-00001"]
+    status = cluster.wait(
+        "status of generation 2",
+        lambda: (s := cluster.get(SERVING, "Service", "app", namespace)["status"])["observedGeneration"] == 2 and s,
+    )
+    assert [t["revisionName"] for t in status["traffic"]] == ["app-00001"]
+    assert status["latestCreatedRevisionName"] == "app-00002"
     cluster.apply(endpoint_slice("app-00002", namespace, "198.51.100.3"))
 
     def moved() -> bool:
@@ -400,3 +427,28 @@ def request(gateway_port: int, host: str) -> tuple[int, str]:
     """GET / through the controller's gateway with this Host."""
     response = requests.get(f"http://{HOST}:{gateway_port}/", headers={"Host": host}, timeout=30)
     return response.status_code, response.text
+
+
+# --- last: it stops the module's controller ----------------------------------------------------------
+
+
+def test_a_standby_controller_takes_over_when_the_leader_goes(
+    cluster: Cluster, controller: Controller, namespace: str
+) -> None:
+    standby = Controller("standby", controller.kubeconfig, controller.folder)
+    standby.start()
+    try:
+        standby.wait_for_log(cluster, "standby waits for the Lease")
+        assert standby.ready() == 503  # serving, but neither leading nor routing
+        assert _lease_holder(cluster) == "test-controller"
+        controller.stop()  # as a pod deleted or a node lost
+        cluster.wait("the standby leads and is ready", lambda: standby.ready() == 200)
+        assert _lease_holder(cluster) == "standby"
+        cluster.apply(service_manifest("after", namespace))
+        cluster.wait(
+            "the new leader reconciles",
+            lambda: cluster.get("apps/v1", "Deployment", "after-00001-deployment", namespace),
+        )
+    finally:
+        standby.stop()
+        print(standby.log.read_text()[-2000:])
