@@ -19,10 +19,12 @@ from typing import Protocol
 
 from knit.admission import AUTOSCALER_CONFIG_MAP, Context, autoscaler_data
 from knit.autoscaling.knobs import AutoscalerConfig, parse_annotations, parse_config
+from knit.autoscaling.metrics import ConcurrencyMeter
 from knit.autoscaling.scaler import RevisionScaler
 from knit.control.desired import DesiredAdapter, Oidc, binding_for, desired_eventing
 from knit.control.status import ServiceStatus, condition_dict, eventing_conditions, service_status
 from knit.eventing.ingress import IngressConfig
+from knit.gateway.activator import RevisionBackend
 from knit.observability import AutoscalerMetrics
 from knit.resources.loading import Identity, Manifests
 from knit.resources.model import Resource, Service, SinkBinding, TrafficTarget
@@ -37,6 +39,20 @@ class RevisionHooks:
 
     report: Callable[[RevisionHealth], None]  # its health changed (ready, failed, deploying)
     on_demand: Callable[[], None]  # a request waits and no instance is ready
+
+
+def metered_backend(revision: Revision, hooks: RevisionHooks) -> tuple[RevisionBackend, ConcurrencyMeter]:
+    """The gateway's backend for a Revision (it asks for an instance when a request waits at zero),
+    and the meter that counts its requests for the autoscaler (`Runtime.traffic`)."""
+    meter = ConcurrencyMeter(time.monotonic())
+    backend = RevisionBackend(
+        revision.name,
+        revision.container_concurrency,
+        on_demand=hooks.on_demand,
+        on_start=lambda: meter.request_started(time.monotonic()),
+        on_finish=lambda: meter.request_finished(time.monotonic()),
+    )
+    return backend, meter
 
 
 class Runtime(Protocol):

@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from knit.autoscaling.metrics import ConcurrencyMeter
-from knit.control.core import ControlCore, RevisionHooks
+from knit.control.core import ControlCore, RevisionHooks, metered_backend
 from knit.control.desired import DesiredAdapter, instance_env
 from knit.eventing.ingress import IngressConfig
 from knit.gateway.activator import Endpoint, RevisionBackend
@@ -135,14 +134,7 @@ class KubernetesRuntime:
     async def run_revision(self, revision: Revision, service: Service, hooks: RevisionHooks) -> None:
         """Known at once (the control core goes on deciding); its objects are made in the background,
         tried again while the API server fails, so a refusal or an outage never loses a Revision."""
-        meter = ConcurrencyMeter(time.monotonic())
-        backend = RevisionBackend(
-            revision.name,
-            revision.container_concurrency,
-            on_demand=hooks.on_demand,
-            on_start=lambda: meter.request_started(time.monotonic()),
-            on_finish=lambda: meter.request_finished(time.monotonic()),
-        )
+        backend, meter = metered_backend(revision, hooks)
         running = _Running(revision, hooks, backend, meter)
         self.running[revision.name] = running
         self.backends[revision.name] = backend

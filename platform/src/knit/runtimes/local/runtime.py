@@ -17,7 +17,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ import psutil
 from knit.admission import Context
 from knit.autoscaling.knobs import AutoscalerConfig
 from knit.autoscaling.metrics import ConcurrencyMeter
-from knit.control.core import ControlCore, RevisionHooks
+from knit.control.core import ControlCore, RevisionHooks, metered_backend
 from knit.control.desired import IDENTITY_VARIABLES, INGRESS, AdapterProcess, DesiredAdapter, Oidc
 from knit.eventing.ingress import IngressConfig
 from knit.gateway import haproxy
@@ -277,14 +276,7 @@ class LocalRuntime:
 
     async def run_revision(self, revision: Revision, service: Service, hooks: RevisionHooks) -> None:
         key = (service.namespace, service.name)
-        meter = ConcurrencyMeter(time.monotonic())
-        backend = RevisionBackend(
-            revision.name,
-            revision.container_concurrency,
-            on_demand=hooks.on_demand,
-            on_start=lambda: meter.request_started(time.monotonic()),
-            on_finish=lambda: meter.request_finished(time.monotonic()),
-        )
+        backend, meter = metered_backend(revision, hooks)
         instances: Backend = backend
         if self.data_plane:  # HAProxy gets the instances too, and sends to them while there is capacity
             timeout = float(revision.template.spec.timeout_seconds)
