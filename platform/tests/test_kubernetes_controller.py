@@ -236,7 +236,7 @@ def test_a_crd_refuses_what_the_model_refuses(cluster: Cluster) -> None:
 
 
 def test_a_service_gets_its_revision_deployment_and_route_owned_by_it(
-    cluster: Cluster, controller: Controller, namespace: str
+    cluster: Cluster, controller: Controller, namespace: str, kube_api: KubeApi
 ) -> None:
     created = cluster.apply(service_manifest("hello", namespace))
     uid = created["metadata"]["uid"]
@@ -264,6 +264,16 @@ def test_a_service_gets_its_revision_deployment_and_route_owned_by_it(
     assert address["spec"]["externalName"] == f"knit-gateway.{SYSTEM_NAMESPACE}.svc.cluster.local"
     private = cluster.get("v1", "Service", "hello-00001", namespace)
     assert private["spec"]["selector"] == {"serving.knit.dev/revision": "hello-00001"}
+    # As `kubectl get revisions` shows them: the CRD's printer columns, filled.
+    table = requests.get(
+        f"{kube_api.url}/apis/serving.knit.dev/v1/namespaces/{namespace}/revisions",
+        headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io", "Authorization": f"Bearer {kube_api.token}"},
+        verify=str(kube_api.ca_file),
+        timeout=10,
+    ).json()
+    columns = [column["name"] for column in table["columnDefinitions"]]
+    row = dict(zip(columns, table["rows"][0]["cells"], strict=True))
+    assert (row["Name"], row["Config Name"], row["Generation"]) == ("hello-00001", "hello", "1")
 
 
 def test_status_says_what_is_missing_until_a_pod_is_ready(
