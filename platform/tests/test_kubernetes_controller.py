@@ -439,6 +439,36 @@ def request(gateway_port: int, host: str) -> tuple[int, str]:
     return response.status_code, response.text
 
 
+def knit(kube_api: KubeApi, *args: str) -> str:
+    """The `knit` command against the test cluster (its admin kubeconfig); its output."""
+    done = subprocess.run([sys.executable, "-m", "knit.cli", *args, "--kubeconfig", str(kube_api.kubeconfig)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_knit_commands_work_against_the_cluster(
+    cluster: Cluster, controller: Controller, namespace: str, kube_api: KubeApi
+) -> None:
+    cluster.apply(service_manifest("cli", namespace))
+    cluster.apply(endpoint_slice("cli-00001", namespace, "198.51.100.4"))
+    cluster.wait("cli ready", lambda: (cluster.ready("Service", "cli", namespace) or {}).get("status") == "True")
+    listing = knit(kube_api, "service", "list")
+    row = next(line.split() for line in listing.splitlines() if line.startswith("cli "))
+    assert row == ["cli", f"http://cli.{namespace}.localhost:8080", "cli-00001", "True"]
+
+    updated = knit(kube_api, "service", "update", "cli", "-n", namespace, "--tag", "@latest=next")
+    assert "100% @latest cli-00001 #next [ready] scale 1/1 (generation 1)" in updated
+    service = cluster.get(SERVING, "Service", "cli", namespace)
+    assert service["spec"]["traffic"] == [{"latestRevision": True, "percent": 100, "tag": "next"}]
+    assert service["status"]["traffic"][0]["url"] == f"http://next-cli.{namespace}.localhost:8080"
+    revisions = knit(kube_api, "revision", "list", "-s", "cli")
+    assert revisions.splitlines()[1].split() == ["cli-00001", "cli", "100%", "next", "1", "True", "1/1"]
+
+    assert knit(kube_api, "service", "delete", "cli", "-n", namespace).strip() == f"Service {namespace}/cli: deleted"
+    cluster.wait("cli gone", lambda: cluster.get(SERVING, "Service", "cli", namespace) is None)
+
+
 # --- last: it stops the module's controller ----------------------------------------------------------
 
 

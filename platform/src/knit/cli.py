@@ -20,7 +20,7 @@ import yaml
 
 from knit.admission import load_manifests
 from knit.autoscaling.cli import add_parser as add_autoscaler_parser
-from knit.client import Control, ControlError, LocalControl
+from knit.client import ClusterControl, Control, ControlError, LocalControl
 from knit.control.render import render_service
 from knit.control_token import DEFAULT_PORT, TOKEN_ENV, token_file
 from knit.gateway import limits as gateway_limits
@@ -173,6 +173,8 @@ def apply(args: argparse.Namespace) -> int:
 
 
 def _control(args: argparse.Namespace) -> Control:
+    if args.kubeconfig or args.context:
+        return ClusterControl(args.kubeconfig, args.context)
     return LocalControl(args.control)
 
 
@@ -393,6 +395,8 @@ def _add_control(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--control", help=f"the control API of knit dev (default: {default}); its token is read "
                         f"from the file knit dev wrote, {token_file(DEFAULT_PORT).parent}/<port>.json, "
                         f"or ${TOKEN_ENV}")  # fmt: skip
+    parser.add_argument("--kubeconfig", help="talk to knit on a Kubernetes cluster through this kubeconfig instead")
+    parser.add_argument("--context", help="talk to knit on the cluster of this kubeconfig context instead")
 
 
 def _add_files(parser: argparse.ArgumentParser) -> None:
