@@ -308,6 +308,11 @@ def test_status_says_what_is_missing_until_a_pod_is_ready(
     )
     revision = cluster.get(SERVING, "Revision", "web-00001", namespace)
     assert revision["status"]["actualReplicas"] == 1
+    # The autoscaler's view, as Prometheus reads it from the health port.
+    line = 'knit_autoscaler_actual_scale{revision="web-00001",service="web"} 1.0'
+    cluster.wait(
+        "the metric", lambda: line in requests.get(f"http://{HOST}:{controller.health}/metrics", timeout=10).text
+    )
 
 
 def test_a_template_change_makes_a_new_revision_and_moves_traffic_once_it_is_ready(

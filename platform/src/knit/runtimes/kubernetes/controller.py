@@ -26,6 +26,7 @@ from kubernetes.aio.leaderelection.resourcelock.leaselock import LeaseLock
 from knit.admission import AUTOSCALER_CONFIG_MAP, admit_documents
 from knit.control.render import render_service
 from knit.control.status import condition_dict
+from knit.observability import CONTENT_TYPE_LATEST, Metrics
 from knit.resources.loading import InvalidManifests, Manifests
 from knit.resources.model import Service
 from knit.runtimes.kubernetes import objects
@@ -269,13 +270,14 @@ async def lead(api: Api, identity: str, work: Callable[[], Coroutine[Any, Any, N
 
 
 async def serve(kubeconfig: str | None, identity: str, options: ClusterOptions) -> None:
-    """`knit controller`: the gateway serves at once; the Lease's holder reconciles. /readyz on
-    the health port answers 200 once this replica leads and has every route (then its pod is Ready)."""
+    """`knit controller`: the gateway serves at once; the Lease's holder reconciles. On the health
+    port, /readyz answers 200 once this replica leads and has every route (then its pod is Ready),
+    and /metrics serves the gateway's and autoscaler's metrics."""
     api = await Api.connect(kubeconfig)
     runtime = KubernetesRuntime(api, options)
     controller = Controller(api, runtime)
     await runtime.start()
-    health = await _serve_health(options.health_port, lambda: controller.synced)
+    health = await _serve_health(options.health_port, lambda: controller.synced, runtime.metrics)
     log.info("gateway on port %d; %s waits for the Lease %s/%s", runtime.port, identity, SYSTEM_NAMESPACE, LEASE)
     try:
         await lead(api, identity, controller.run)
@@ -287,14 +289,22 @@ async def serve(kubeconfig: str | None, identity: str, options: ClusterOptions) 
         await api.close()
 
 
-async def _serve_health(port: int, ready: Callable[[], bool]) -> web.AppRunner:
+async def _serve_health(port: int, ready: Callable[[], bool], metrics: Metrics) -> web.AppRunner:
+    """/readyz, and the gateway's and autoscaler's Prometheus metrics at /metrics (as knit dev's)."""
+
     async def readyz(_: web.Request) -> web.Response:
         if ready():
             return web.Response(text="ready")
         return web.Response(status=503, text="not leading, or routes not listed yet")
 
+    async def exposition(_: web.Request) -> web.Response:
+        response = web.Response(body=metrics.exposition())
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
     app = web.Application()
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", exposition)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, "0.0.0.0", port).start()
