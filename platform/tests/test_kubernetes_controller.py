@@ -474,6 +474,26 @@ def test_the_knit_commands_work_against_the_cluster(
     cluster.wait("cli gone", lambda: cluster.get(SERVING, "Service", "cli", namespace) is None)
 
 
+def test_the_apps_manifests_apply_to_the_cluster_unchanged_through_knit_apply(
+    cluster: Cluster, controller: Controller, kube_api: KubeApi
+) -> None:
+    applied = knit(kube_api, "apply", "-f", str(REPO / "manifests/app"))
+    assert (
+        "Service default/danmaku-web: applied" in applied and "KafkaSource default/danmaku-comments: applied" in applied
+    )
+    cluster.wait(
+        "danmaku-web's Deployment",
+        lambda: cluster.get("apps/v1", "Deployment", "danmaku-web-00001-deployment", "default"),
+    )
+    binding = cluster.get("sources.knit.dev/v1", "SinkBinding", "danmaku-processor-results", "default")
+    assert binding["spec"]["sink"]["uri"] == "/events"
+    eventing = knit(kube_api, "eventing", "list")
+    assert "KafkaSource  danmaku-comments" in eventing and "NotReconciled" in eventing  # not built yet: said so
+    deleted = knit(kube_api, "delete", "-f", str(REPO / "manifests/app"))
+    assert "Service default/danmaku-web: deleted" in deleted
+    cluster.wait("danmaku-web gone", lambda: cluster.get(SERVING, "Service", "danmaku-web", "default") is None)
+
+
 # --- last: it stops the module's controller ----------------------------------------------------------
 
 

@@ -146,7 +146,7 @@ class ClusterControl:
 
     def admission_context(self) -> Context:
         known = frozenset(
-            (kind, obj["metadata"]["namespace"], obj["metadata"]["name"]) for kind in self.KINDS
+            (kind, obj["metadata"]["namespace"], obj["metadata"]["name"]) for kind in _API_VERSIONS
             for obj in self._items(kind)
         )  # fmt: skip
         return Context(known, {})
