@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import requests
 import yaml
@@ -517,3 +518,19 @@ def test_a_standby_controller_takes_over_when_the_leader_goes(
     finally:
         standby.stop()
         print(standby.log.read_text()[-2000:])
+
+
+def test_an_api_server_that_cannot_start_fully_leaves_no_process_behind(kube_api: KubeApi, tmp_path: Path) -> None:
+    partial = tmp_path / "bin"
+    partial.mkdir()
+    for name in ("etcd", "kube-apiserver"):  # kube-controller-manager missing
+        (partial / name).symlink_to(kube_api.bin_dir / name)
+    broken = KubeApi(partial, tmp_path / "api")
+    with pytest.raises(FileNotFoundError, match="kube-controller-manager is missing"):
+        broken.start()
+    left = [
+        p.info["cmdline"][0]
+        for p in psutil.process_iter(["cmdline"])
+        if str(tmp_path) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert left == []  # etcd and kube-apiserver had started: both stopped again

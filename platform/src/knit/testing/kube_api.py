@@ -50,6 +50,14 @@ class KubeApi:
         return self.folder / "ca.crt"
 
     def start(self) -> None:
+        """Start them all and wait until the API server is ready; on any failure, stop what started."""
+        try:
+            self._start_all()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_all(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         _write_certificates(self.folder)
         (self.folder / "tokens.csv").write_text(f"{self.token},admin,admin,system:masters\n")
