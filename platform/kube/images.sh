@@ -68,8 +68,16 @@ for spec in "${IMAGES[@]}"; do
     docker build -q --build-arg "BASE_IMAGE=$base" --label "knit.inputs=$inputs" -t "$image" -f "$dockerfile" . >/dev/null
   fi
   if "$KIND" get clusters 2>/dev/null | grep -qx "$NAME"; then
-    say "loading $image onto the cluster $NAME"
-    "$KIND" load docker-image --name "$NAME" "$image" >/dev/null
+    # kind load cannot tell the node has it (its containerd names it by another digest): a note
+    # kept on the node says which image ID it was last given.
+    node=$NAME-control-plane id=$(docker image inspect -f '{{.Id}}' "$image") note=/var/lib/knit/images/${image//[:\/]/_}
+    if [ "$(docker exec "$node" cat "$note" 2>/dev/null)" = "$id" ]; then
+      say "$image is on the cluster $NAME already"
+    else
+      say "loading $image onto the cluster $NAME"
+      "$KIND" load docker-image --name "$NAME" "$image" >/dev/null
+      docker exec "$node" sh -c "mkdir -p /var/lib/knit/images && echo $id > $note"
+    fi
   fi
 done
 say "done"
