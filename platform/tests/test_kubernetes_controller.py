@@ -407,6 +407,15 @@ def test_deleting_a_service_deletes_everything_it_owns(
             f"{kind} {name} deleted", lambda a=api_version, k=kind, n=name: cluster.get(a, k, n, namespace) is None
         )
     assert request(controller.port, f"gone.{namespace}.localhost")[0] == 404
+    # Made again under the same name, it is a new Service: new objects, status written on them.
+    cluster.apply(service_manifest("gone", namespace))
+    cluster.wait(
+        "its Deployment again", lambda: cluster.get("apps/v1", "Deployment", "gone-00001-deployment", namespace)
+    )
+    cluster.wait(
+        "the new Route's status", lambda: (cluster.get(SERVING, "Route", "gone", namespace) or {}).get("status")
+    )
+    cluster.wait("the new Revision's status", lambda: cluster.ready("Revision", "gone-00001", namespace))
 
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -66,7 +66,8 @@ class Controller:
         self.api = api
         self.runtime = runtime
         self.core = runtime.core
-        self.generations: dict[tuple[str, str], int] = {}  # metadata.generation last reconciled
+        # (uid, metadata.generation) last reconciled: a Service deleted and made again is new.
+        self.generations: dict[tuple[str, str], tuple[str, int]] = {}
         self.refused: dict[tuple[str, str], dict[str, Any]] = {}  # status of Services not applied
         self._written: dict[tuple[str, str, str], dict[str, Any]] = {}  # (kind, namespace, name) → status
         self.synced = False  # every Service listed and reconciled once: the gateway knows its routes
@@ -143,7 +144,7 @@ class Controller:
         metadata = obj["metadata"]
         key = (metadata["namespace"], metadata["name"])
         generation = metadata.get("generation", 1)
-        if self.generations.get(key) == generation:
+        if self.generations.get(key) == (metadata["uid"], generation):
             return  # a status write or a label: nothing to run differently
         self.runtime.owners[key] = objects.Owner(obj["apiVersion"], "Service", metadata["name"], metadata["uid"])
         try:
@@ -160,14 +161,20 @@ class Controller:
                 if derived["kind"] != "Revision":  # Revisions are made as they start (the runtime)
                     await self.api.apply(derived)
         # Last: should anything above fail, the next listing reconciles this generation again.
-        self.generations[key] = generation
+        self.generations[key] = (metadata["uid"], generation)
 
     async def deleted(self, obj: dict[str, Any]) -> None:
         key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
         self.generations.pop(key, None)
         self.refused.pop(key, None)
         self.runtime.owners.pop(key, None)
-        self._written = {k: v for k, v in self._written.items() if (k[1], k[2]) != key or k[0] != "Service"}
+        # Statuses written on it and on what it owned: made again, they are new objects to write on.
+        namespace, name = key
+        self._written = {
+            k: v
+            for k, v in self._written.items()
+            if k[1] != namespace or not (k[2] == name or k[2].startswith(f"{name}-"))
+        }
         if self.core.exists("Service", *key):
             await self.core.delete([("Service", *key)])  # its objects go by owner references
 
@@ -188,7 +195,7 @@ class Controller:
             if (namespace, name) in self.refused or (namespace, name) not in self.generations:
                 continue
             status = self.core.status(record).to_knative()
-            status["observedGeneration"] = self.generations[(namespace, name)]
+            status["observedGeneration"] = self.generations[(namespace, name)][1]
             wanted[("Service", namespace, name)] = status
             conditions = status["conditions"]
             for derived in self._render(record):
