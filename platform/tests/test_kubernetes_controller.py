@@ -388,6 +388,9 @@ def test_config_autoscaler_in_knit_system_sets_the_autoscalers_defaults(
                 == 2
             ),
         )
+        # A wrong value changes nothing, and says why in the controller's log.
+        cluster.apply({**config_map, "data": {"initial-scale": "-1"}})
+        controller.wait_for_log(cluster, "config-autoscaler not applied")
     finally:
         cluster.delete("v1", "ConfigMap", "config-autoscaler", SYSTEM_NAMESPACE)
 
@@ -482,6 +485,13 @@ def test_the_knit_commands_work_against_the_cluster(
 
     assert knit(kube_api, "service", "delete", "cli", "-n", namespace).strip() == f"Service {namespace}/cli: deleted"
     cluster.wait("cli gone", lambda: cluster.get(SERVING, "Service", "cli", namespace) is None)
+    missing = subprocess.run(
+        [sys.executable, "-m", "knit.cli", "service", "describe", "cli", "-n", namespace,
+         "--kubeconfig", str(kube_api.kubeconfig)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert missing.returncode == 1
+    assert f'Service {namespace}/cli: services.serving.knit.dev "cli" not found (HTTP 404)' in missing.stderr
 
 
 def test_the_apps_manifests_apply_to_the_cluster_unchanged_through_knit_apply(
