@@ -19,13 +19,12 @@ cluster, from its docs) and the issue's goal (1 s), and JSON in bench/results/.
 from __future__ import annotations
 
 import argparse
-import json
-import socket
 import time
 
+import requests
 from _common import machine, percentile, save, spread
 
-from knit.testing.kind import NAMESPACE, Kind, hello
+from knit.testing.kind import GATEWAY, NAMESPACE, Kind, hello
 
 GOAL_P50_S = 1.0
 KNATIVE_S = 2.0
@@ -41,14 +40,9 @@ def autoscaler_config() -> dict:
 
 
 def request(host: str) -> tuple[int, dict]:
-    """GET / on a fresh connection (http.client would reuse nothing either; this is explicit)."""
-    with socket.create_connection(("127.0.0.1", 8080), timeout=120) as sock:
-        sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), json.loads(body)
+    """GET / through the gateway on a new connection (no session: requests opens one per call)."""
+    response = requests.get(f"{GATEWAY}/", headers={"Host": host, "Connection": "close"}, timeout=120)
+    return response.status_code, response.json()
 
 
 def main() -> None:

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,59 +28,13 @@ from kubernetes.client.exceptions import ApiException
 from knit.host import HOST, free_port
 from knit.resources.crds import all_crds
 from knit.runtimes.kubernetes.runtime import SYSTEM_NAMESPACE
+from knit.testing.cluster import SERVING, Cluster
 from knit.testing.harness import HANG
 from knit.testing.kube_api import KubeApi
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-SERVING = "serving.knit.dev/v1"
-
-
-class Cluster:
-    """The API server as a test sees it: objects as dicts, and waiting for them."""
-
-    def __init__(self, kube_api: KubeApi) -> None:
-        self.api_client = config.new_client_from_config(str(kube_api.kubeconfig))
-        self.dynamic = dynamic.DynamicClient(self.api_client)
-
-    def resource(self, api_version: str, kind: str) -> Any:
-        return self.dynamic.resources.get(api_version=api_version, kind=kind)
-
-    def apply(self, obj: dict[str, Any], **options: Any) -> dict[str, Any]:
-        resource = self.resource(obj["apiVersion"], obj["kind"])
-        namespace = obj["metadata"].get("namespace") if resource.namespaced else None
-        return self.dynamic.server_side_apply(
-            resource, body=obj, namespace=namespace, field_manager="test", force_conflicts=True, **options
-        ).to_dict()
-
-    def get(self, api_version: str, kind: str, name: str, namespace: str = "default") -> dict[str, Any] | None:
-        resource = self.resource(api_version, kind)
-        try:
-            return resource.get(name=name, namespace=namespace if resource.namespaced else None).to_dict()
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-
-    def delete(self, api_version: str, kind: str, name: str, namespace: str = "default") -> None:
-        self.resource(api_version, kind).delete(name=name, namespace=namespace)
-
-    def wait(self, what: str, check: Callable[[], Any], timeout: float = HANG) -> Any:
-        """Until check() returns something truthy; that value."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = check()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"not within {timeout:g}s: {what}")
-            time.sleep(0.1)
-
-    def ready(self, kind: str, name: str, namespace: str = "default") -> dict[str, str] | None:
-        obj = self.get(SERVING, kind, name, namespace)
-        conditions = ((obj or {}).get("status") or {}).get("conditions") or []
-        return next((c for c in conditions if c["type"] == "Ready"), None)
 
 
 def service_manifest(name: str, namespace: str, image: str = "hello:1", **template_spec: Any) -> dict[str, Any]:
@@ -99,7 +52,7 @@ def service_manifest(name: str, namespace: str, image: str = "hello:1", **templa
 
 @pytest.fixture(scope="module")
 def cluster(kube_api: KubeApi) -> Cluster:
-    cluster = Cluster(kube_api)
+    cluster = Cluster(config.new_client_from_config(str(kube_api.kubeconfig)), timeout=HANG)
     for crd in all_crds():
         cluster.apply(crd)
     for crd in all_crds():
