@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiohttp import web
 from kubernetes.aio import client
@@ -39,6 +39,13 @@ log = logging.getLogger("knit.kubernetes")
 SERVICES = (objects.SERVING_API, "Service")
 STATUS_INTERVAL = 0.5  # seconds between checks of what status to write
 LEASE = "knit-controller"
+
+
+class StatusKey(NamedTuple):
+    kind: str
+    namespace: str
+    name: str
+    owner_uid: str  # of the Service that owns the object (or is it)
 
 
 def admitted_service(obj: dict[str, Any]) -> Service:
@@ -69,7 +76,7 @@ class Controller:
         # (uid, metadata.generation) last reconciled: a Service deleted and made again is new.
         self.generations: dict[tuple[str, str], tuple[str, int]] = {}
         self.refused: dict[tuple[str, str], dict[str, Any]] = {}  # status of Services not applied
-        self._written: dict[tuple[str, str, str], dict[str, Any]] = {}  # (kind, namespace, name) → status
+        self._written: dict[StatusKey, dict[str, Any]] = {}  # status last written on each object
         self.synced = False  # every Service listed and reconciled once: the gateway knows its routes
 
     async def run(self) -> None:
@@ -168,13 +175,6 @@ class Controller:
         self.generations.pop(key, None)
         self.refused.pop(key, None)
         self.runtime.owners.pop(key, None)
-        # Statuses written on it and on what it owned: made again, they are new objects to write on.
-        namespace, name = key
-        self._written = {
-            k: v
-            for k, v in self._written.items()
-            if k[1] != namespace or not (k[2] == name or k[2].startswith(f"{name}-"))
-        }
         if self.core.exists("Service", *key):
             await self.core.delete([("Service", *key)])  # its objects go by owner references
 
@@ -186,26 +186,29 @@ class Controller:
 
         return render_service(self.core.state, record, url_of)
 
-    def statuses(self) -> dict[tuple[str, str, str], dict[str, Any]]:
-        """What every object's status should say now: (kind, namespace, name) → status."""
-        wanted: dict[tuple[str, str, str], dict[str, Any]] = {}
+    def statuses(self) -> dict[StatusKey, dict[str, Any]]:
+        """What every object's status should say now. Keys carry the owning Service's uid: a
+        Service deleted and made again under its name is new, and so is each object it owns."""
+        wanted: dict[StatusKey, dict[str, Any]] = {}
         for (namespace, name), status in self.refused.items():
-            wanted[("Service", namespace, name)] = status
+            wanted[StatusKey("Service", namespace, name, self.runtime.owners[(namespace, name)].uid)] = status
         for (namespace, name), record in self.core.state.records.items():
             if (namespace, name) in self.refused or (namespace, name) not in self.generations:
                 continue
+            uid, generation = self.generations[(namespace, name)]
             status = self.core.status(record).to_knative()
-            status["observedGeneration"] = self.generations[(namespace, name)][1]
-            wanted[("Service", namespace, name)] = status
+            status["observedGeneration"] = generation
+            wanted[StatusKey("Service", namespace, name, uid)] = status
             conditions = status["conditions"]
             for derived in self._render(record):
-                kind = derived["kind"]
+                kind, derived_name = derived["kind"], derived["metadata"]["name"]
                 if kind == "Revision":
-                    wanted[(kind, namespace, derived["metadata"]["name"])] = self._revision_status(
-                        derived["metadata"]["name"]
-                    )
+                    wanted[StatusKey(kind, namespace, derived_name, uid)] = self._revision_status(derived_name)
                 else:
-                    wanted[(kind, namespace, name)] = {**derived.get("status", {}), "conditions": conditions}
+                    wanted[StatusKey(kind, namespace, name, uid)] = {
+                        **derived.get("status", {}),
+                        "conditions": conditions,
+                    }
         return wanted
 
     def _revision_status(self, name: str) -> dict[str, Any]:
@@ -220,14 +223,16 @@ class Controller:
         }
 
     async def write_status(self) -> None:
-        for (kind, namespace, name), status in self.statuses().items():
-            if self._written.get((kind, namespace, name)) == status:
+        wanted = self.statuses()
+        for key, status in wanted.items():
+            if self._written.get(key) == status:
                 continue
             try:
-                await self.api.patch_status(objects.SERVING_API, kind, namespace, name, status)
-                self._written[(kind, namespace, name)] = status
+                await self.api.patch_status(objects.SERVING_API, key.kind, key.namespace, key.name, status)
+                self._written[key] = status
             except Exception as error:  # gone meanwhile, or the API server away: next round
-                log.info("status of %s %s/%s not written: %s", kind, namespace, name, error)
+                log.info("status of %s %s/%s not written: %s", key.kind, key.namespace, key.name, error)
+        self._written = {key: status for key, status in self._written.items() if key in wanted}
 
     async def _write_status_forever(self) -> None:
         while True:
