@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from knit.admission import Context, load_manifests
+from knit.admission import Context, admit_documents, load_manifests
 from knit.client import ControlError
 from knit.resources import InvalidManifests
 from knit.testing.harness import KnitDev
@@ -227,3 +227,21 @@ def test_a_bad_config_autoscaler_is_blamed_even_when_another_kind_has_its_name(t
     bad_config = CONFIG % ("config-autoscaler", "max-scale-up-rate: '0.5'")
     (problem,) = problems_in(tmp_path, named_alike, bad_config)
     assert problem.startswith(f"{tmp_path / 'm.yaml'}[1] (ConfigMap config-autoscaler): data.max-scale-up-rate: ")
+
+
+def test_on_a_cluster_an_object_may_name_one_that_does_not_exist_yet_but_never_a_wrong_kind():
+    """The controller admits each object alone, as it arrives: a KafkaSource before its sink, a
+    Trigger before its Broker (they show not ready until then). What admission refuses anyway:
+    a reference to a kind that cannot be one."""
+    audit = {"apiVersion": "serving.knit.dev/v1", "kind": "Service", "name": "audit"}
+    trigger = {"apiVersion": "eventing.knit.dev/v1", "kind": "Trigger", "metadata": {"name": "t", "namespace": "shop"},
+               "spec": {"broker": "default", "subscriber": {"ref": audit}}}  # fmt: skip
+    with pytest.raises(InvalidManifests) as locally:
+        admit_documents([("Trigger shop/t", trigger)])
+    assert any("no Broker 'default' exists" in p for p in locally.value.problems)
+    assert any("no Service 'audit' exists" in p for p in locally.value.problems)
+    assert admit_documents([("Trigger shop/t", trigger)], names_must_exist=False).resources[0].name == "t"
+    audit["kind"] = "ConfigMap"
+    with pytest.raises(InvalidManifests) as wrong_kind:
+        admit_documents([("Trigger shop/t", trigger)], names_must_exist=False)
+    assert "spec.subscriber.ref: must refer to a" in wrong_kind.value.problems[0]

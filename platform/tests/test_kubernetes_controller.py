@@ -1,6 +1,7 @@
 """The Kubernetes runtime against a real API server (etcd, kube-apiserver and
 kube-controller-manager: garbage collection, Deployments → ReplicaSets; no nodes, so no pod
-runs). `knit controller` runs as people run it outside a cluster, with a kubeconfig.
+runs). `knit controller` runs as people run it outside a cluster, with a kubeconfig
+(knit.testing.controller; its fixtures are in knit.testing.fixtures).
 
 Where a test needs ready pods, it writes the EndpointSlice that Kubernetes' EndpointSlice
 controller would write for them (addresses from TEST-NET-2, 198.51.100.0/24). No request
@@ -13,8 +14,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,135 +21,18 @@ import psutil
 import pytest
 import requests
 import yaml
-from kubernetes import client, config, dynamic
 from kubernetes.client.exceptions import ApiException
 
-from knit.host import HOST, free_port
-from knit.resources.crds import all_crds
+from knit.host import HOST
 from knit.runtimes.kubernetes.runtime import SYSTEM_NAMESPACE
 from knit.testing.cluster import SERVING, Cluster
-from knit.testing.harness import HANG
+from knit.testing.controller import ControllerProcess as Controller
+from knit.testing.controller import lease_holder, service_manifest
 from knit.testing.kube_api import KubeApi
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def service_manifest(name: str, namespace: str, image: str = "hello:1", **template_spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": SERVING,
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "template": {
-                "spec": {"containers": [{"image": image, "ports": [{"containerPort": 8080}]}], **template_spec}
-            }
-        },
-    }
-
-
-@pytest.fixture(scope="module")
-def cluster(kube_api: KubeApi) -> Cluster:
-    cluster = Cluster(config.new_client_from_config(str(kube_api.kubeconfig)), timeout=HANG)
-    for crd in all_crds():
-        cluster.apply(crd)
-    for crd in all_crds():
-        cluster.wait(
-            f"CRD {crd['metadata']['name']} established",
-            lambda name=crd["metadata"]["name"]: any(
-                c["type"] == "Established" and c["status"] == "True"
-                for c in (cluster.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name) or {})
-                .get("status", {})
-                .get("conditions", [])
-            ),
-        )
-    cluster.dynamic = dynamic.DynamicClient(cluster.api_client)  # discovery again, with the new kinds
-    return cluster
-
-
-@dataclass
-class Controller:
-    """A `knit controller` process with a kubeconfig, as people run it outside a cluster."""
-
-    identity: str
-    kubeconfig: Path
-    folder: Path
-    port: int = field(default_factory=free_port)  # its gateway's
-    health: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def log(self) -> Path:
-        return self.folder / f"{self.identity}.log"
-
-    def start(self) -> None:
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "knit.cli", "controller", "--kubeconfig", str(self.kubeconfig),
-                 "--gateway-port", str(self.port), "--health-port", str(self.health), "--identity", self.identity,
-                 "--activation-timeout", "2"],
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-
-    def ready(self) -> int | None:
-        """What its /readyz answers (200 once it leads and knows every route), None while it is not up."""
-        try:
-            return requests.get(f"http://{HOST}:{self.health}/readyz", timeout=5).status_code
-        except requests.ConnectionError:
-            return None
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
-    def wait_for_log(self, cluster: Cluster, line: str) -> None:
-        cluster.wait(f"{self.identity} logs {line!r}", lambda: line in self.log.read_text())
-
-
-@pytest.fixture(scope="module")
-def controller_kubeconfig(kube_api: KubeApi, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """manifests/platform/controller.yaml installed, and a kubeconfig with its ServiceAccount's token:
-    RBAC allows a controller that uses it only what that manifest grants."""
-    for doc in yaml.safe_load_all((REPO / "manifests/platform/controller.yaml").read_text()):
-        cluster.apply(doc)
-    kubeconfig = tmp_path_factory.mktemp("controller") / "kubeconfig"
-    kubeconfig.write_text(kube_api.kubeconfig.read_text().replace(kube_api.token, service_account_token(cluster)))
-    return kubeconfig
-
-
-@pytest.fixture(scope="module")
-def controller(cluster: Cluster, controller_kubeconfig: Path) -> Iterator[Controller]:
-    running = Controller("test-controller", controller_kubeconfig, controller_kubeconfig.parent)
-    running.start()
-    try:
-        cluster.wait("the controller ready (/readyz)", lambda: running.ready() == 200)
-        assert _lease_holder(cluster) == "test-controller"
-        yield running
-    finally:
-        running.stop()
-        print(running.log.read_text()[-4000:])
-    assert "Forbidden" not in running.log.read_text(), "the controller needs more than its ClusterRole grants"
-
-
-def service_account_token(cluster: Cluster) -> str:
-    """A token of knit-system/knit-controller, as its pod would have (TokenRequest)."""
-    request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600))
-    core = client.CoreV1Api(cluster.api_client)
-    return core.create_namespaced_service_account_token("knit-controller", SYSTEM_NAMESPACE, request).status.token
-
-
-def _lease_holder(cluster: Cluster) -> str | None:
-    lease = cluster.get("coordination.k8s.io/v1", "Lease", "knit-controller", SYSTEM_NAMESPACE)
-    return (lease or {}).get("spec", {}).get("holderIdentity")
-
-
-@pytest.fixture
-def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> str:
-    name = request.node.name.replace("_", "-")[:50].strip("-").lower()
-    cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    return name
 
 
 # --- CRDs ----------------------------------------------------------------------------------------
@@ -460,8 +342,25 @@ def test_the_apps_manifests_apply_to_the_cluster_unchanged_through_knit_apply(
     )
     binding = cluster.get("sources.knit.dev/v1", "SinkBinding", "danmaku-processor-results", "default")
     assert binding["spec"]["sink"]["uri"] == "/events"
-    eventing = knit(kube_api, "eventing", "list")
-    assert "KafkaSource  danmaku-comments" in eventing and "NotReconciled" in eventing  # not built yet: said so
+    # The comments' dispatcher runs, and the processor's pods get K_SINK from the binding.
+    cluster.wait(
+        "the KafkaSource's dispatcher",
+        lambda: cluster.get("apps/v1", "Deployment", "kafkasource-danmaku-comments", "default"),
+    )
+    processor = "danmaku-processor-00001-deployment"
+    cluster.wait(
+        "K_SINK in the processor's pods",
+        lambda: (
+            "value: http://danmaku-web.default.svc.cluster.local/events"
+            in yaml.safe_dump((cluster.get("apps/v1", "Deployment", processor, "default") or {}).get("spec"))
+        ),
+    )
+    cluster.wait(
+        "knit eventing list says where comments go",
+        lambda: (
+            "dispatching to http://danmaku-processor.default.svc.cluster.local" in knit(kube_api, "eventing", "list")
+        ),
+    )
     deleted = knit(kube_api, "delete", "-f", str(REPO / "manifests/app"))
     assert "Service default/danmaku-web: deleted" in deleted
     cluster.wait("danmaku-web gone", lambda: cluster.get(SERVING, "Service", "danmaku-web", "default") is None)
@@ -473,15 +372,15 @@ def test_the_apps_manifests_apply_to_the_cluster_unchanged_through_knit_apply(
 def test_a_standby_controller_takes_over_when_the_leader_goes(
     cluster: Cluster, controller: Controller, namespace: str
 ) -> None:
-    standby = Controller("standby", controller.kubeconfig, controller.folder)
+    standby = Controller("standby", controller.kubeconfig, controller.folder, controller.kafka_bootstrap)
     standby.start()
     try:
         standby.wait_for_log(cluster, "standby waits for the Lease")
         assert standby.ready() == 503  # serving, but neither leading nor routing
-        assert _lease_holder(cluster) == "test-controller"
+        assert lease_holder(cluster) == "test-controller"
         controller.stop()  # as a pod deleted or a node lost
         cluster.wait("the standby leads and is ready", lambda: standby.ready() == 200)
-        assert _lease_holder(cluster) == "standby"
+        assert lease_holder(cluster) == "standby"
         cluster.apply(service_manifest("after", namespace))
         cluster.wait(
             "the new leader reconciles",

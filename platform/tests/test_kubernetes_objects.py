@@ -11,7 +11,7 @@ from knit.resources.crds import DEFINITIONS, all_crds, spec_schema
 from knit.resources.loading import InvalidManifests
 from knit.resources.model import KafkaSource, PingSource, Service, Spec
 from knit.runtimes.kubernetes import objects
-from knit.runtimes.kubernetes.controller import admitted_service, invalid_status
+from knit.runtimes.kubernetes.controller import admitted, invalid_status
 from knit.serving.revisions import revision_for
 
 OWNER = objects.Owner("serving.knit.dev/v1", "Revision", "web-00001", "uid-1")
@@ -196,11 +196,11 @@ def test_a_service_from_the_api_is_admitted_with_the_messages_knit_apply_gives()
         "status": {"observedGeneration": 1},
     }  # fmt: skip
     with pytest.raises(InvalidManifests) as refused:
-        admitted_service(obj)
+        admitted(obj)
     (problem,) = refused.value.problems
     assert problem.startswith("Service shop/web (Service web): spec.template.metadata.annotations")
     status = invalid_status(2, "InvalidSpec", refused.value.problems)
     assert status["observedGeneration"] == 2
     assert status["conditions"][0] == {"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": problem}
     obj["spec"]["template"]["metadata"] = {}
-    assert admitted_service(obj).namespace == "shop"
+    assert admitted(obj).namespace == "shop"

@@ -67,7 +67,8 @@ def test_a_revision_is_made_and_scaled_though_the_api_server_refuses_at_first() 
         runtime = KubernetesRuntime(api, ClusterOptions(gateway_port=0))  # type: ignore[arg-type]
         await runtime.start(HOST)
         try:
-            runtime.owners[("default", "web")] = objects.Owner("serving.knit.dev/v1", "Service", "web", "uid-web")
+            owner = objects.Owner("serving.knit.dev/v1", "Service", "web", "uid-web")
+            runtime.owners[("Service", "default", "web")] = owner
             await runtime.prepare_service(service, None)  # type: ignore[arg-type]
             await runtime.run_revision(revision, service, RevisionHooks(lambda _: None, lambda: None))
             runtime.scale(revision.name, 1)  # the autoscaler's word, before the Deployment exists

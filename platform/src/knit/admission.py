@@ -44,11 +44,15 @@ def load_manifests(paths: Iterable[Path | str], context: Context = Context()) ->
     return read_manifests(paths, context.known, check=lambda resources: problems(resources, context))
 
 
-def admit_documents(documents: Iterable[tuple[str, Any]], context: Context = Context()) -> Manifests:
-    """Admit documents already parsed, (where, document) each: from the Kubernetes API, say."""
+def admit_documents(
+    documents: Iterable[tuple[str, Any]], context: Context = Context(), *, names_must_exist: bool = True
+) -> Manifests:
+    """Admit documents already parsed, (where, document) each: from the Kubernetes API, say.
+    The controller admits each object alone, with `names_must_exist` False: on a cluster objects
+    arrive in any order, and one that names a missing object shows as not ready until it exists."""
     return read_documents(
         ((where, document, None) for where, document in documents),
-        context.known,
+        context.known if names_must_exist else None,
         check=lambda resources: problems(resources, context),
     )
 

@@ -370,8 +370,9 @@ def controller(args: argparse.Namespace) -> int:
     from knit.runtimes.kubernetes.runtime import ClusterOptions
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    image = {"adapter_image": args.adapter_image} if args.adapter_image else {}
     options = ClusterOptions(
-        kafka_bootstrap=args.kafka_bootstrap, domain=args.domain, public_port=args.public_port,
+        kafka_bootstrap=args.kafka_bootstrap, domain=args.domain, public_port=args.public_port, **image,
         gateway_port=args.gateway_port, health_port=args.health_port, activation_timeout=args.activation_timeout,
         gateway_limits=gateway_limits.from_arguments(args),
     )  # fmt: skip
@@ -458,7 +459,11 @@ def parser() -> argparse.ArgumentParser:
     kube.add_argument("--health-port", type=int, default=8081,
                       help="/readyz: 200 once this replica leads and knows every route")  # fmt: skip
     kube.add_argument("--domain", default="localhost", help="public hosts are SERVICE.NAMESPACE.DOMAIN")
-    kube.add_argument("--kafka-bootstrap", default=os.environ.get(BOOTSTRAP_ENV, ""), help="Kafka for the instances")
+    kube.add_argument("--kafka-bootstrap", default=os.environ.get(BOOTSTRAP_ENV, ""),
+                      help="Kafka for the instances and eventing adapters (host:port)")  # fmt: skip
+    kube.add_argument(
+        "--adapter-image", help="the image eventing adapters run in: knit's own (default: knit/platform:dev)"
+    )
     kube.add_argument("--activation-timeout", type=float, default=60.0,
                       help="seconds a request waits for a pod of its Revision before a 503")  # fmt: skip
     gateway_limits.add_arguments(kube)

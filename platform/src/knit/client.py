@@ -245,7 +245,7 @@ class ClusterControl:
                 conditions = (obj.get("status") or {}).get("conditions") or []
                 ready = next((c for c in conditions if c["type"] == "Ready"),
                              {"type": "Ready", "status": "Unknown", "reason": "NotReconciled",
-                              "message": "eventing on Kubernetes is not built yet"})  # fmt: skip
+                              "message": "knit controller has not written its status yet: is it running?"})  # fmt: skip
                 rows.append({"kind": kind, "namespace": obj["metadata"]["namespace"],
                              "name": obj["metadata"]["name"], "conditions": conditions, "ready": ready})  # fmt: skip
         return rows

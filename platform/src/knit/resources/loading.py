@@ -184,8 +184,11 @@ def _parse_document(document: Any, where: str, problems: list[str]) -> Resource 
 
 
 def _check_references(
-    resources: Sequence[Resource], labels: dict[int, str], problems: list[str], known: Set[Identity]
+    resources: Sequence[Resource], labels: dict[int, str], problems: list[str], known: Set[Identity] | None
 ) -> None:
+    """Each name defined once, and each reference of a kind it may name. With `known` (what is
+    applied already), the objects referred to must exist too; None: not checked (a cluster's
+    objects arrive in any order, and one that names a missing object shows as not ready)."""
     seen: dict[Identity, str] = {}
     for resource in resources:
         identity = _identity(resource)
@@ -194,7 +197,7 @@ def _check_references(
                 f"{labels[id(resource)]}: metadata.name: {resource.describe()} is also defined in {seen[identity]}"
             )
         seen.setdefault(identity, labels[id(resource)])
-    existing = set(seen) | set(known)
+    existing = None if known is None else set(seen) | set(known)
 
     def check(resource: Resource, path: str, ref: KReference | Subject, kinds: tuple[type[Resource], ...]) -> None:
         kind = next((k for k in kinds if same_kind(ref.api_version, ref.kind, k)), None)
@@ -202,7 +205,7 @@ def _check_references(
             accepted = " or ".join(f"{k.__name__} ({k.GROUP}/v1)" for k in kinds)
             got = f"{ref.api_version} {ref.kind}"
             problems.append(f"{labels[id(resource)]}: {path}: must refer to a {accepted}; got {got}")
-        elif (kind.__name__, ref.namespace or resource.namespace, ref.name) not in existing:
+        elif existing is not None and (kind.__name__, ref.namespace or resource.namespace, ref.name) not in existing:
             problems.append(f"{labels[id(resource)]}: {path}.name: no {kind.__name__} {ref.name!r} exists")
 
     for resource in resources:
@@ -211,7 +214,11 @@ def _check_references(
                 check(resource, f"{path}.ref", destination.ref, ADDRESSABLE)
         if isinstance(resource, SinkBinding):
             check(resource, "spec.subject", resource.spec.subject, (Service,))
-        if isinstance(resource, Trigger) and ("Broker", resource.namespace, resource.spec.broker) not in existing:
+        if (
+            isinstance(resource, Trigger)
+            and existing is not None
+            and ("Broker", resource.namespace, resource.spec.broker) not in existing
+        ):
             problems.append(f"{labels[id(resource)]}: spec.broker: no Broker {resource.spec.broker!r} exists")
 
 
@@ -261,7 +268,7 @@ def read_manifests(
 
 def read_documents(
     documents: Iterable[tuple[str, Any, Path | None]],
-    known: Set[Identity] = frozenset(),
+    known: Set[Identity] | None = frozenset(),
     check: Check | None = None,
     problems: list[str] | None = None,
 ) -> Manifests:

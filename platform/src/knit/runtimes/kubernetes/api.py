@@ -81,6 +81,21 @@ class Api:
                 return None
             raise
 
+    async def patch(self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """A JSON merge patch (lists in it replace the object's)."""
+        resource = await self._resource(api_version, kind)
+        await self.dynamic.patch(resource, body=patch, name=name, namespace=namespace,
+                                 content_type="application/merge-patch+json")  # fmt: skip
+
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        """Delete it, and what it owns in the background; gone already is fine."""
+        resource = await self._resource(api_version, kind)
+        try:
+            await self.dynamic.delete(resource, name=name, namespace=namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
     async def patch_status(self, api_version: str, kind: str, namespace: str, name: str,
                            status: dict[str, Any]) -> None:  # fmt: skip
         """Replace what `.status` says (a merge patch of the status subresource)."""

@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
 from typing import Any, NamedTuple
 
 from aiohttp import web
@@ -24,11 +25,12 @@ from kubernetes.aio.leaderelection import electionconfig, leaderelection
 from kubernetes.aio.leaderelection.resourcelock.leaselock import LeaseLock
 
 from knit.admission import AUTOSCALER_CONFIG_MAP, admit_documents
+from knit.control.desired import resolve_destination
 from knit.control.render import render_service
 from knit.control.status import condition_dict
 from knit.observability import CONTENT_TYPE_LATEST, Metrics
-from knit.resources.loading import InvalidManifests, Manifests
-from knit.resources.model import Service
+from knit.resources.loading import Identity, InvalidManifests, Manifests
+from knit.resources.model import Broker, KafkaSource, PingSource, Resource, Service, SinkBinding, Trigger
 from knit.runtimes.kubernetes import objects
 from knit.runtimes.kubernetes.api import Api
 from knit.runtimes.kubernetes.runtime import RETRY_SECONDS, SYSTEM_NAMESPACE, ClusterOptions, KubernetesRuntime
@@ -36,7 +38,12 @@ from knit.serving.state import Condition, InvalidApply, RevisionHealth
 
 log = logging.getLogger("knit.kubernetes")
 
-SERVICES = (objects.SERVING_API, "Service")
+# What the controller watches and runs, as `knit apply` takes them: Services, and the eventing kinds.
+WATCHED: dict[str, str] = {
+    kind.__name__: f"{kind.GROUP}/{kind.VERSIONS[0]}"
+    for kind in (Service, KafkaSource, PingSource, SinkBinding, Broker, Trigger)
+}
+API_VERSIONS = {**WATCHED, **dict.fromkeys(("Configuration", "Revision", "Route"), objects.SERVING_API)}
 STATUS_INTERVAL = 0.5  # seconds between checks of what status to write
 LEASE = "knit-controller"
 
@@ -45,25 +52,28 @@ class StatusKey(NamedTuple):
     kind: str
     namespace: str
     name: str
-    owner_uid: str  # of the Service that owns the object (or is it)
+    owner_uid: str  # of the applied object (a Service, a KafkaSource...) that is or owns it
 
 
-def admitted_service(obj: dict[str, Any]) -> Service:
-    """A Service object from the API as knit's model, through admission (InvalidManifests)."""
+def admitted(obj: dict[str, Any]) -> Resource:
+    """An object from the API as knit's model, through admission (InvalidManifests)."""
     metadata = obj["metadata"]
     document = {
         "apiVersion": obj["apiVersion"],
         "kind": obj["kind"],
         "metadata": {key: metadata[key] for key in ("name", "namespace", "labels", "annotations") if key in metadata},
-        "spec": obj.get("spec"),
+        **({"spec": obj["spec"]} if "spec" in obj else {}),  # a Broker may have none
     }
     where = f"{obj['kind']} {metadata['namespace']}/{metadata['name']}"
-    manifests = admit_documents([(where, document)])
-    return manifests.services[0]
+    return admit_documents([(where, document)], names_must_exist=False).resources[0]
+
+
+def identity_of(obj: dict[str, Any]) -> Identity:
+    return obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]
 
 
 def invalid_status(generation: int, reason: str, problems: list[str]) -> dict[str, Any]:
-    """Status of a Service knit cannot run as written: Ready False, the problems as the message."""
+    """Status of an object knit cannot run as written: Ready False, the problems as the message."""
     condition = Condition("Ready", "False", reason, "; ".join(problems))
     return {"observedGeneration": generation, "conditions": [condition_dict(condition)]}
 
@@ -73,18 +83,26 @@ class Controller:
         self.api = api
         self.runtime = runtime
         self.core = runtime.core
-        # (uid, metadata.generation) last reconciled: a Service deleted and made again is new.
-        self.generations: dict[tuple[str, str], tuple[str, int]] = {}
-        self.refused: dict[tuple[str, str], dict[str, Any]] = {}  # status of Services not applied
+        # (uid, metadata.generation) last reconciled: an object deleted and made again is new.
+        self.generations: dict[Identity, tuple[str, int]] = {}
+        self.refused: dict[Identity, dict[str, Any]] = {}  # status of objects not applied
         self._written: dict[StatusKey, dict[str, Any]] = {}  # status last written on each object
-        self.synced = False  # every Service listed and reconciled once: the gateway knows its routes
+        self._listed: set[str] = set()  # kinds listed and reconciled once
+
+    @property
+    def synced(self) -> bool:
+        """Every watched object listed and reconciled once: the gateway knows its routes."""
+        return self._listed == set(WATCHED)
 
     async def run(self) -> None:
         config_map = {"namespace": SYSTEM_NAMESPACE, "field_selector": f"metadata.name={AUTOSCALER_CONFIG_MAP}"}
         # The autoscaler's config first: Revisions take it when they start.
         await self._set_autoscaler_config((await self.api.list("v1", "ConfigMap", **config_map)).items)
         await asyncio.gather(
-            self._follow_forever(SERVICES, self._resync, self.reconcile, self.deleted),
+            *(
+                self._follow_forever((api_version, kind), partial(self._resync, kind), self.reconcile, self.deleted)
+                for kind, api_version in WATCHED.items()
+            ),
             self._follow_forever(
                 ("v1", "ConfigMap"),
                 self._set_autoscaler_config,
@@ -137,46 +155,48 @@ class Controller:
         except InvalidManifests as error:
             log.warning("config-autoscaler not applied: %s", "; ".join(error.problems))
 
-    async def _resync(self, items: list[dict[str, Any]]) -> None:
-        """After a (re)list: reconcile each Service, and delete those gone while not watching."""
-        present = {(obj["metadata"]["namespace"], obj["metadata"]["name"]) for obj in items}
-        for namespace, name in list(self.generations):
-            if (namespace, name) not in present:
-                await self.deleted({"metadata": {"namespace": namespace, "name": name}})
+    async def _resync(self, kind: str, items: list[dict[str, Any]]) -> None:
+        """After a (re)list: reconcile each object, and delete those gone while not watching."""
+        present = {identity_of(obj) for obj in items}
+        for gone in [key for key in self.generations if key[0] == kind and key not in present]:
+            await self.deleted({"kind": kind, "metadata": {"namespace": gone[1], "name": gone[2]}})
         for obj in items:
             await self.reconcile(obj)
-        self.synced = True
+        self._listed.add(kind)
 
     async def reconcile(self, obj: dict[str, Any]) -> None:
         metadata = obj["metadata"]
-        key = (metadata["namespace"], metadata["name"])
+        key = identity_of(obj)
         generation = metadata.get("generation", 1)
         if self.generations.get(key) == (metadata["uid"], generation):
             return  # a status write or a label: nothing to run differently
-        self.runtime.owners[key] = objects.Owner(obj["apiVersion"], "Service", metadata["name"], metadata["uid"])
+        self.runtime.owners[key] = objects.Owner(obj["apiVersion"], key[0], key[2], metadata["uid"])
         try:
-            service = admitted_service(obj)
-            await self.core.apply(Manifests((service,)))
+            await self.core.apply(Manifests((admitted(obj),)))
             self.refused.pop(key, None)
         except InvalidManifests as error:
             self.refused[key] = invalid_status(generation, "InvalidSpec", error.problems)
         except InvalidApply as error:
             self.refused[key] = invalid_status(generation, "InvalidApply", error.problems)
-        record = self.core.state.records.get(key)
+        record = self.core.state.records.get(key[1:]) if key[0] == "Service" else None
         if record is not None and key not in self.refused:
             for derived in objects.derived(self._render(record), self.runtime.owners[key]):
                 if derived["kind"] != "Revision":  # Revisions are made as they start (the runtime)
                     await self.api.apply(derived)
+        if key[0] == "SinkBinding":
+            await self.runtime.rebind()
         # Last: should anything above fail, the next listing reconciles this generation again.
         self.generations[key] = (metadata["uid"], generation)
 
     async def deleted(self, obj: dict[str, Any]) -> None:
-        key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+        key = identity_of(obj)
         self.generations.pop(key, None)
         self.refused.pop(key, None)
+        if self.core.exists(*key):
+            await self.core.delete([key])  # the objects it owns go by owner references
         self.runtime.owners.pop(key, None)
-        if self.core.exists("Service", *key):
-            await self.core.delete([("Service", *key)])  # its objects go by owner references
+        if key[0] == "SinkBinding":
+            await self.runtime.rebind()
 
     # --- status out --------------------------------------------------------------------------
 
@@ -187,18 +207,19 @@ class Controller:
         return render_service(self.core.state, record, url_of)
 
     def statuses(self) -> dict[StatusKey, dict[str, Any]]:
-        """What every object's status should say now. Keys carry the owning Service's uid: a
-        Service deleted and made again under its name is new, and so is each object it owns."""
+        """What every object's status should say now. Keys carry the uid of the applied object
+        that is or owns it: one deleted and made again under its name is new, and so is what it owns."""
         wanted: dict[StatusKey, dict[str, Any]] = {}
-        for (namespace, name), status in self.refused.items():
-            wanted[StatusKey("Service", namespace, name, self.runtime.owners[(namespace, name)].uid)] = status
+        for key, status in self.refused.items():
+            wanted[StatusKey(*key, self.runtime.owners[key].uid)] = status
         for (namespace, name), record in self.core.state.records.items():
-            if (namespace, name) in self.refused or (namespace, name) not in self.generations:
+            key = ("Service", namespace, name)
+            if key in self.refused or key not in self.generations:
                 continue
-            uid, generation = self.generations[(namespace, name)]
+            uid, generation = self.generations[key]
             status = self.core.status(record).to_knative()
             status["observedGeneration"] = generation
-            wanted[StatusKey("Service", namespace, name, uid)] = status
+            wanted[StatusKey(*key, uid)] = status
             conditions = status["conditions"]
             for derived in self._render(record):
                 kind, derived_name = derived["kind"], derived["metadata"]["name"]
@@ -209,6 +230,17 @@ class Controller:
                         **derived.get("status", {}),
                         "conditions": conditions,
                     }
+        for row in self.core.eventing_status():
+            key = (str(row["kind"]), str(row["namespace"]), str(row["name"]))
+            if key in self.refused or key not in self.generations:
+                continue
+            uid, generation = self.generations[key]
+            status = {"observedGeneration": generation, "conditions": row["conditions"]}
+            if key[0] == "Broker":
+                status["address"] = {"url": self.runtime.address_of(*key)}
+            elif (sink := getattr(self.core.applied[key].spec, "sink", None)) is not None:
+                status["sinkUri"] = resolve_destination(sink, key[1], self.runtime.address_of)
+            wanted[StatusKey(*key, uid)] = status
         return wanted
 
     def _revision_status(self, name: str) -> dict[str, Any]:
@@ -228,7 +260,7 @@ class Controller:
             if self._written.get(key) == status:
                 continue
             try:
-                await self.api.patch_status(objects.SERVING_API, key.kind, key.namespace, key.name, status)
+                await self.api.patch_status(API_VERSIONS[key.kind], key.kind, key.namespace, key.name, status)
                 self._written[key] = status
             except Exception as error:  # gone meanwhile, or the API server away: next round
                 log.info("status of %s %s/%s not written: %s", key.kind, key.namespace, key.name, error)

@@ -15,11 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from knit.control import render
+from knit.control.desired import AdapterProcess
 from knit.resources.model import Container, Probe, Service
 from knit.serving.revisions import Revision
 
 SERVING_API = render.API_VERSION
 REVISION_LABEL = "serving.knit.dev/revision"
+ADAPTER_LABEL = "eventing.knit.dev/adapter"  # a dispatcher's, ping's or the Brokers' ingress's pods
+ADAPTER_PORT = 8080  # where an adapter serves /readyz (the ingress: also the events it takes)
 MANAGED_BY = {"app.kubernetes.io/managed-by": "knit"}
 CONTAINER_NAME = "user-container"  # Knative's name for the serving container
 DEFAULT_PORT = 8080  # Knative's: the container port when the container names none
@@ -186,6 +189,65 @@ def revision_service(revision: Revision, owner: Owner) -> dict[str, Any]:
         "spec": {
             "selector": {REVISION_LABEL: revision.name},
             "ports": [{"name": "http", "port": 80, "targetPort": port, "protocol": "TCP"}],
+        },
+    }
+
+
+def adapter_name(process: AdapterProcess) -> str:
+    """A DNS-1123 name from the process's (`kafkasource/feed/2` → `kafkasource-feed-2`)."""
+    return process.name.replace("/", "-")
+
+
+def adapter_deployment(
+    process: AdapterProcess, image: str, namespace: str, owner: Owner | None, env: Mapping[str, str] = {}
+) -> dict[str, Any]:
+    """An eventing adapter (a KafkaSource's or Trigger's dispatcher, a PingSource, the Brokers'
+    ingress) as one pod of the platform's image: `python -m <module>`, its configuration as JSON
+    in the environment, as `knit dev` runs it. Owned by its resource, it goes when that goes."""
+    name = adapter_name(process)
+    labels = {ADAPTER_LABEL: name, **MANAGED_BY}
+    variables = {**env, process.config_env: process.config, "PORT": str(ADAPTER_PORT), "HOST": "0.0.0.0"}
+    container = {
+        "name": "adapter",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-m", process.module],
+        "env": [{"name": key, "value": value} for key, value in variables.items()],
+        "ports": [{"name": "http", "containerPort": ADAPTER_PORT, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": ADAPTER_PORT}, "periodSeconds": 2},
+        "securityContext": RESTRICTED_CONTAINER,
+    }
+    metadata = {"name": name, "namespace": namespace, "labels": labels}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": owned(metadata, owner) if owner else metadata,
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {ADAPTER_LABEL: name}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [container],
+                    "enableServiceLinks": False,
+                    "automountServiceAccountToken": False,  # an adapter never calls the API server
+                    "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                },
+            },
+        },
+    }
+
+
+def adapter_service(process: AdapterProcess, namespace: str) -> dict[str, Any]:
+    """The address of an adapter that takes requests (the Brokers' ingress): port 80 → its pod."""
+    name = adapter_name(process)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace, "labels": {ADAPTER_LABEL: name, **MANAGED_BY}},
+        "spec": {
+            "selector": {ADAPTER_LABEL: name},
+            "ports": [{"name": "http", "port": 80, "targetPort": ADAPTER_PORT, "protocol": "TCP"}],
         },
     }
 

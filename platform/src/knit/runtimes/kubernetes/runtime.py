@@ -19,12 +19,13 @@ from typing import Any
 
 from knit.autoscaling.metrics import ConcurrencyMeter
 from knit.control.core import ControlCore, RevisionHooks, metered_backend
-from knit.control.desired import DesiredAdapter, instance_env
+from knit.control.desired import INGRESS, AdapterProcess, DesiredAdapter, instance_env
 from knit.eventing.ingress import IngressConfig
 from knit.gateway.activator import Endpoint, RevisionBackend
 from knit.gateway.limits import GatewayLimits
 from knit.gateway.proxy import Gateway
 from knit.gateway.routing import RouteEntry, RouteTable, cluster_local_service
+from knit.kafka.admin import ensure_topics
 from knit.observability import Metrics
 from knit.resources.loading import Identity
 from knit.resources.model import Service
@@ -38,12 +39,14 @@ log = logging.getLogger("knit.kubernetes")
 
 SYSTEM_NAMESPACE = "knit-system"
 GATEWAY_SERVICE = "knit-gateway"  # the Kubernetes Service in front of the controller's gateway
+BROKER_INGRESS = "knit-broker-ingress"  # the Deployment and Service of every Broker's ingress
 RETRY_SECONDS = 1.0  # after a failed call to the API server
 
 
 @dataclass(frozen=True)
 class ClusterOptions:
     kafka_bootstrap: str = ""
+    adapter_image: str = "knit/platform:dev"  # the image eventing adapters run in (knit's own)
     domain: str = "localhost"  # public hosts: {service}.{namespace}.{domain}
     public_port: int = 8080  # the port people reach the gateway on (kind maps it to 127.0.0.1:8080)
     gateway_port: int = 8080  # where the gateway listens in its pod
@@ -63,6 +66,7 @@ class _Running:
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # ready pods by address
     ready_once: bool = False
     making: asyncio.Task[None] | None = None  # its objects being made
+    env: dict[str, str] | None = None  # the platform's variables its Deployment was given
 
 
 class KubernetesRuntime:
@@ -73,7 +77,7 @@ class KubernetesRuntime:
         self.routes = RouteTable(options.domain)
         self.backends: dict[str, RevisionBackend] = {}
         self.running: dict[str, _Running] = {}
-        self.owners: dict[tuple[str, str], objects.Owner] = {}  # knit Services by (namespace, name)
+        self.owners: dict[Identity, objects.Owner] = {}  # the API objects of applied resources
         self.gateway = Gateway(
             self.routes,
             self.backends,
@@ -87,6 +91,11 @@ class KubernetesRuntime:
         self._scale_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()  # objects being made (_keep_trying)
+        self._topics: set[str] = set()  # asked for (made, or being made in _topics_made)
+        self._topics_made: asyncio.Task[None] | None = None  # the topics asked for last, and those before
+        self._adapters: dict[Identity, list[str]] = {}  # each eventing resource's Deployments
+        self._adapter_tasks: dict[Identity, asyncio.Task[None]] = {}
+        self._ingress_task: asyncio.Task[None] | None = None
 
     async def start(self, host: str = "0.0.0.0") -> None:
         await self.gateway.start_session()
@@ -127,7 +136,7 @@ class KubernetesRuntime:
 
     async def prepare_service(self, service: Service, folder: Path) -> None:
         """Its cluster-local name, {service}.{namespace}.svc.cluster.local: an ExternalName Service to the gateway."""
-        owner = self.owners[(service.namespace, service.name)]
+        owner = self.owners[("Service", service.namespace, service.name)]
         address = objects.service_address(service, owner, f"{GATEWAY_SERVICE}.{SYSTEM_NAMESPACE}")
         self._keep_trying(f"Service {service.namespace}/{service.name}'s address", lambda: self.api.create(address))
 
@@ -138,19 +147,37 @@ class KubernetesRuntime:
         running = _Running(revision, hooks, backend, meter)
         self.running[revision.name] = running
         self.backends[revision.name] = backend
-        owner = self.owners[(service.namespace, service.name)]
+        owner = self.owners[("Service", service.namespace, service.name)]
 
         async def make_objects() -> None:
             created = await self.api.apply(objects.revision_object(revision, owner))
             revision_owner = objects.Owner(objects.SERVING_API, "Revision", revision.name, created["metadata"]["uid"])
-            binding = self.core.binding_for(revision)
-            env = instance_env(revision, self.options.kafka_bootstrap, binding, self.address_of, None)
-            deployment = await self.api.create(objects.revision_deployment(revision, env, 0, revision_owner))
+            running.env = self._instance_env(revision)
+            deployment = await self.api.create(objects.revision_deployment(revision, running.env, 0, revision_owner))
             await self.api.create(objects.revision_service(revision, revision_owner))
             running.scaled = deployment["spec"].get("replicas", 0)  # now the autoscaler's word can be passed on
             self._scale_wanted.set()
 
         running.making = self._keep_trying(f"Revision {revision.namespace}/{revision.name}'s objects", make_objects)
+
+    def _instance_env(self, revision: Revision) -> dict[str, str]:
+        binding = self.core.binding_for(revision)
+        return instance_env(revision, self.options.kafka_bootstrap, binding, self.address_of, None)
+
+    async def rebind(self) -> None:
+        """After a SinkBinding changed: each Revision whose K_SINK (or K_CE_OVERRIDES) is now
+        different gets it in its pod template, as Knative's SinkBinding patches its subject;
+        Kubernetes rolls its pods."""
+        for running in list(self.running.values()):
+            revision = running.revision
+            if running.env is None or running.env == (env := self._instance_env(revision)):
+                continue  # its Deployment is not made yet (it will take the binding), or unchanged
+            container = objects.revision_deployment(revision, env, 0, objects.Owner("", "", "", ""))["spec"]["template"]
+            patch = {"spec": {"template": {"spec": {"containers": container["spec"]["containers"]}}}}
+            await self.api.patch(
+                "apps/v1", "Deployment", revision.namespace, objects.deployment_name(revision.name), patch
+            )
+            running.env = env
 
     def _keep_trying(self, what: str, attempt: Callable[[], Awaitable[Any]]) -> asyncio.Task[None]:
         """Run `attempt` in the background until it succeeds, RETRY_SECONDS after each failure."""
@@ -256,20 +283,83 @@ class KubernetesRuntime:
                 running.ready_once = True
                 running.hooks.report(RevisionHealth(True))
 
-    # --- eventing: not on Kubernetes yet ---------------------------------------------------------
+    # --- eventing ----------------------------------------------------------------------------
 
     async def ensure_topics(self, topics: list[str]) -> None:
-        if topics:
-            raise NotImplementedError("eventing (Kafka topics) on the Kubernetes runtime is not built yet")
+        """Made in the background (Kafka may not be up yet); adapters start once they exist."""
+        wanted = [t for t in topics if t not in self._topics]
+        if not wanted:
+            return
+        self._topics.update(wanted)
+        bootstrap = self.options.kafka_bootstrap
+        loop = asyncio.get_running_loop()
+        previous = self._topics_made
+
+        async def make_topics() -> None:
+            await _done(previous)
+            await loop.run_in_executor(None, ensure_topics, bootstrap, wanted)
+
+        self._topics_made = self._keep_trying(f"Kafka topics {', '.join(wanted)} on {bootstrap}", make_topics)
 
     async def run_adapter(self, key: Identity, adapter: DesiredAdapter) -> None:
-        raise NotImplementedError(f"{adapter.describe}: eventing on the Kubernetes runtime is not built yet")
+        """Its Deployments, in its namespace and owned by it, once its topics exist; a changed
+        adapter's are replaced (Kubernetes rolls their pods)."""
+        owner = self.owners[key]
+        topics = self._topics_made
+        deployments = [
+            objects.adapter_deployment(process, self.options.adapter_image, key[1], owner)
+            for process in adapter.processes
+        ]
 
-    async def stop_adapter(self, key: Identity) -> None:
-        raise NotImplementedError("eventing on the Kubernetes runtime is not built yet")
+        async def make() -> None:
+            await _done(topics)
+            previous = self._adapters.get(key, [])
+            for deployment in deployments:
+                await self.api.apply(deployment)
+            names = {d["metadata"]["name"] for d in deployments}
+            for name in [n for n in previous if n not in names]:  # fewer consumers than before
+                await self.api.delete("apps/v1", "Deployment", key[1], name)
+            self._adapters[key] = sorted(names)
+            log.info("%s: Deployments %s", adapter.describe, ", ".join(sorted(names)))
+
+        await self.stop_adapter(key, keep_objects=True)
+        self._adapter_tasks[key] = self._keep_trying(adapter.describe, make)
+
+    async def stop_adapter(self, key: Identity, keep_objects: bool = False) -> None:
+        """Its Deployments deleted (also by the garbage collector once its resource is gone)."""
+        if task := self._adapter_tasks.pop(key, None):
+            task.cancel()
+        if keep_objects:
+            return
+        for name in self._adapters.pop(key, []):
+            await self.api.delete("apps/v1", "Deployment", key[1], name)
 
     async def run_ingress(self, config: IngressConfig | None) -> None:
-        raise NotImplementedError("Brokers on the Kubernetes runtime are not built yet")
+        """One ingress for every Broker, BROKER_INGRESS in the system namespace: a Deployment
+        (replaced when the Brokers change) and the Service that is the Brokers' address."""
+        process = AdapterProcess.of(BROKER_INGRESS, INGRESS, config) if config else None
+        topics = self._topics_made
+
+        async def make() -> None:
+            if process is None:
+                await self.api.delete("apps/v1", "Deployment", SYSTEM_NAMESPACE, BROKER_INGRESS)
+                await self.api.delete("v1", "Service", SYSTEM_NAMESPACE, BROKER_INGRESS)
+                return
+            await _done(topics)
+            await self.api.apply(
+                objects.adapter_deployment(process, self.options.adapter_image, SYSTEM_NAMESPACE, None)
+            )
+            await self.api.apply(objects.adapter_service(process, SYSTEM_NAMESPACE))
+
+        if self._ingress_task:
+            self._ingress_task.cancel()
+        self._ingress_task = self._keep_trying(f"the Brokers' ingress ({BROKER_INGRESS})", make)
+
+
+async def _done(task: asyncio.Task[None] | None) -> None:
+    """Until `task` is done; cancelling the caller leaves the task running (others wait on it too)."""
+    if task is not None:
+        await asyncio.shield(task)
 
 
 def _key(endpoint_slice: dict[str, Any]) -> tuple[str, str]:
