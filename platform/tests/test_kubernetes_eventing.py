@@ -8,18 +8,23 @@ That the pods then deliver events is the kind suite's to show (platform/tests_ki
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kafka import KafkaAdminClient
+from kubernetes import client
 
-from knit.eventing import dispatcher, ingress
+from knit.eventing import dispatcher, identity, ingress
 from knit.runtimes.kubernetes.runtime import BROKER_INGRESS, SYSTEM_NAMESPACE
 from knit.testing.cluster import SERVING, Cluster
 from knit.testing.controller import ControllerProcess, service_manifest
 
 pytestmark = pytest.mark.integration
 
+REPO = Path(__file__).resolve().parents[2]
 SOURCES = "sources.knit.dev/v1"
 EVENTING = "eventing.knit.dev/v1"
 
@@ -184,3 +189,77 @@ def test_brokers_share_one_ingress_in_knit_system_and_each_trigger_has_a_dispatc
         "the ingress's Service deleted", lambda: not cluster.get("v1", "Service", BROKER_INGRESS, SYSTEM_NAMESPACE)
     )
     cluster.wait("the Trigger's dispatcher stopped", lambda: not deployment(cluster, "trigger-audit", namespace))
+
+
+def test_senders_have_the_api_servers_tokens_and_receivers_its_keys_as_in_knatives_oidc(
+    cluster: Cluster, controller: ControllerProcess, namespace: str
+) -> None:
+    """The app's manifests: the processor runs as its ServiceAccount (made when missing) with a
+    projected token for danmaku-web's audience at K_OIDC_TOKEN_FILE; the dispatcher runs as the
+    KafkaSource's own ServiceAccount, with a token for the processor's audience; every Revision
+    has the issuer and its keys. A token the API server issues for that ServiceAccount is one
+    those keys verify, naming the processor's ServiceAccount as its sender (in the namespace
+    `default`, the one sender danmaku-web's manifest allows)."""
+    for file in sorted((REPO / "manifests/app").glob("*.yaml")):
+        for doc in yaml.safe_load_all(file.read_text()):
+            cluster.apply({**doc, "metadata": {**doc["metadata"], "namespace": namespace}})
+    processor = cluster.wait(
+        "the processor's Deployment with K_SINK",
+        lambda: (
+            (d := deployment(cluster, "danmaku-processor-00001-deployment", namespace)) and "K_SINK" in env_of(d) and d
+        ),
+    )
+    pod = processor["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "danmaku-processor"
+    assert cluster.get("v1", "ServiceAccount", "danmaku-processor", namespace)
+    env = env_of(processor)
+    web_audience = f"serving.knit.dev/service/{namespace}/danmaku-web"
+    assert env["K_SINK_AUDIENCE"] == web_audience
+    assert env["K_OIDC_ISSUER"] == "https://kubernetes.default.svc.cluster.local"
+    assert mounted_token(pod, env["K_OIDC_TOKEN_FILE"]) == web_audience
+
+    web = cluster.wait(
+        "danmaku-web's Deployment", lambda: deployment(cluster, "danmaku-web-00001-deployment", namespace)
+    )
+    web_env = env_of(web)
+    assert web_env["K_AUDIENCE"] == web_audience and web_env["K_OIDC_JWKS"] == "/var/run/knit/oidc/jwks.json"
+    mounts = {m["mountPath"]: m["name"] for m in web["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+    volumes = {v["name"]: v for v in web["spec"]["template"]["spec"]["volumes"]}
+    assert volumes[mounts["/var/run/knit/oidc"]]["configMap"]["name"] == "knit-oidc"
+
+    account = "danmaku-comments-oidc-sources.knit.dev-kafkasource"
+    dispatcher_deployment = cluster.wait(
+        "the dispatcher", lambda: deployment(cluster, "kafkasource-danmaku-comments", namespace)
+    )
+    dispatcher_pod = dispatcher_deployment["spec"]["template"]["spec"]
+    assert dispatcher_pod["serviceAccountName"] == account
+    source = cluster.get(SOURCES, "KafkaSource", "danmaku-comments", namespace)
+    made = cluster.get("v1", "ServiceAccount", account, namespace)
+    assert [o["uid"] for o in made["metadata"]["ownerReferences"]] == [source["metadata"]["uid"]]
+    config = json.loads(env_of(dispatcher_deployment)[dispatcher.CONFIG_ENV])
+    assert config["identity"] == f"system:serviceaccount:{namespace}:{account}"
+    processor_audience = f"serving.knit.dev/service/{namespace}/danmaku-processor"
+    assert mounted_token(dispatcher_pod, config["sink_token_file"]) == processor_audience
+
+    # What the kubelet would put at K_OIDC_TOKEN_FILE, checked with the keys in knit-oidc.
+    jwks = json.loads(cluster.get("v1", "ConfigMap", "knit-oidc", namespace)["data"]["jwks.json"])
+    request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[web_audience]))
+    token = (
+        client.CoreV1Api(cluster.api_client)
+        .create_namespaced_service_account_token("danmaku-processor", namespace, request)
+        .status.token
+    )
+    claims = identity.verify_token(
+        token, identity.key_set(jwks), issuer=env["K_OIDC_ISSUER"], audience=web_audience, now=time.time()
+    )
+    assert claims.subject == f"system:serviceaccount:{namespace}:danmaku-processor"
+
+
+def mounted_token(pod: dict[str, Any], path: str) -> str:
+    """The audience of the projected ServiceAccount token the pod finds at `path`."""
+    folder, _, file = path.rpartition("/")
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == folder)
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    (source,) = volume["projected"]["sources"]
+    assert source["serviceAccountToken"]["path"] == file
+    return source["serviceAccountToken"]["audience"]

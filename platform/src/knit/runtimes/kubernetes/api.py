@@ -7,6 +7,7 @@ changes nothing and a person's own fields (labels they add, say) are kept.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -80,6 +81,20 @@ class Api:
             if error.status == 404:
                 return None
             raise
+
+    async def get_json(self, path: str) -> Any:
+        """GET a path of the API server that is not a resource (/openid/v1/jwks, say) as JSON."""
+        request = await self.api_client.param_serialize(
+            "GET",
+            path,
+            header_params={"Accept": "application/json, application/jwk-set+json"},
+            auth_settings=["BearerToken"],
+        )
+        response = await self.api_client.call_api(*request)
+        body = await response.read()
+        if response.status != 200:
+            raise ApiException(status=response.status, reason=body.decode(errors="replace")[:200])
+        return json.loads(body)
 
     async def patch(self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
         """A JSON merge patch (lists in it replace the object's)."""

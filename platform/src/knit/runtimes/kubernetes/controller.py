@@ -33,7 +33,13 @@ from knit.resources.loading import Identity, InvalidManifests, Manifests
 from knit.resources.model import Broker, KafkaSource, PingSource, Resource, Service, SinkBinding, Trigger
 from knit.runtimes.kubernetes import objects
 from knit.runtimes.kubernetes.api import Api
-from knit.runtimes.kubernetes.runtime import RETRY_SECONDS, SYSTEM_NAMESPACE, ClusterOptions, KubernetesRuntime
+from knit.runtimes.kubernetes.runtime import (
+    RETRY_SECONDS,
+    SYSTEM_NAMESPACE,
+    ClusterIssuer,
+    ClusterOptions,
+    KubernetesRuntime,
+)
 from knit.serving.state import Condition, InvalidApply, RevisionHealth
 
 log = logging.getLogger("knit.kubernetes")
@@ -318,7 +324,7 @@ async def serve(kubeconfig: str | None, identity: str, options: ClusterOptions) 
     port, /readyz answers 200 once this replica leads and has every route (then its pod is Ready),
     and /metrics serves the gateway's and autoscaler's metrics."""
     api = await Api.connect(kubeconfig)
-    runtime = KubernetesRuntime(api, options)
+    runtime = KubernetesRuntime(api, options, await cluster_issuer(api))
     controller = Controller(api, runtime)
     await runtime.start()
     health = await _serve_health(options.health_port, lambda: controller.synced, runtime.metrics)
@@ -331,6 +337,17 @@ async def serve(kubeconfig: str | None, identity: str, options: ClusterOptions) 
         await health.cleanup()
         await runtime.stop()
         await api.close()
+
+
+async def cluster_issuer(api: Api) -> ClusterIssuer | None:
+    """The API server's ServiceAccount token issuer (its OIDC discovery): the issuer of senders'
+    identities, as in Knative. None, and events are sent without tokens, when it has none."""
+    try:
+        discovery = await api.get_json("/.well-known/openid-configuration")
+        return ClusterIssuer(discovery["issuer"], await api.get_json("/openid/v1/jwks"))
+    except Exception as error:  # an API server without service account issuer discovery
+        log.warning("no sender identity: the API server's token issuer is not readable: %s", error)
+        return None
 
 
 async def _serve_health(port: int, ready: Callable[[], bool], metrics: Metrics) -> web.AppRunner:

@@ -10,6 +10,8 @@ Kubernetes' garbage collector).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +25,14 @@ SERVING_API = render.API_VERSION
 REVISION_LABEL = "serving.knit.dev/revision"
 ADAPTER_LABEL = "eventing.knit.dev/adapter"  # a dispatcher's, ping's or the Brokers' ingress's pods
 ADAPTER_PORT = 8080  # where an adapter serves /readyz (the ingress: also the events it takes)
+# Sender identity, as Knative's OIDC: the API server is the issuer. Its public keys go to each
+# namespace in a ConfigMap every pod mounts; a sender's tokens are projected ServiceAccount
+# tokens (one per audience), which the kubelet renews in place.
+OIDC_CONFIG_MAP = "knit-oidc"
+OIDC_DIR = "/var/run/knit/oidc"
+JWKS_FILE = f"{OIDC_DIR}/jwks.json"
+TOKENS_DIR = "/var/run/knit/tokens"
+TOKEN_SECONDS = 3600  # the kubelet renews a projected token at 80% of its life
 MANAGED_BY = {"app.kubernetes.io/managed-by": "knit"}
 CONTAINER_NAME = "user-container"  # Knative's name for the serving container
 DEFAULT_PORT = 8080  # Knative's: the container port when the container names none
@@ -250,6 +260,53 @@ def adapter_service(process: AdapterProcess, namespace: str) -> dict[str, Any]:
             "ports": [{"name": "http", "port": 80, "targetPort": ADAPTER_PORT, "protocol": "TCP"}],
         },
     }
+
+
+def token_path(audience: str) -> str:
+    """Where a pod finds its token for `audience` (the control core's Oidc.token_file)."""
+    return f"{TOKENS_DIR}/{_digest(audience)}/token"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def with_identity(
+    deployment: dict[str, Any], service_account: str | None, audiences: Iterable[str], jwks: bool
+) -> dict[str, Any]:
+    """The Deployment with its pods' identity: running as `service_account` (when given), a
+    projected token at token_path(audience) for each audience, and with `jwks` the issuer's keys
+    at JWKS_FILE. Pure: a new dict."""
+    template = deployment["spec"]["template"]
+    pod = dict(template["spec"])
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    for audience in sorted(set(audiences)):
+        name = f"knit-token-{_digest(audience)}"
+        token = {"audience": audience, "expirationSeconds": TOKEN_SECONDS, "path": "token"}
+        volumes.append({"name": name, "projected": {"sources": [{"serviceAccountToken": token}]}})
+        mounts.append({"name": name, "mountPath": token_path(audience).rpartition("/")[0], "readOnly": True})
+    if jwks:
+        volumes.append({"name": "knit-oidc", "configMap": {"name": OIDC_CONFIG_MAP}})
+        mounts.append({"name": "knit-oidc", "mountPath": OIDC_DIR, "readOnly": True})
+    if service_account:
+        pod["serviceAccountName"] = service_account
+    if volumes:
+        pod["volumes"] = volumes
+        pod["containers"] = [{**pod["containers"][0], "volumeMounts": mounts}, *pod["containers"][1:]]
+    return {**deployment, "spec": {**deployment["spec"], "template": {**template, "spec": pod}}}
+
+
+def jwks_config_map(namespace: str, jwks: Mapping[str, Any]) -> dict[str, Any]:
+    """The issuer's public keys where a namespace's pods mount them."""
+    metadata = {"name": OIDC_CONFIG_MAP, "namespace": namespace, "labels": dict(MANAGED_BY)}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {"jwks.json": json.dumps(jwks)}}
+
+
+def service_account(name: str, namespace: str, owner: Owner | None) -> dict[str, Any]:
+    """A ServiceAccount a pod runs as (an adapter's is owned by its resource)."""
+    metadata = {"name": name, "namespace": namespace, "labels": dict(MANAGED_BY)}
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": owned(metadata, owner) if owner else metadata}
 
 
 def derived(objects: list[dict[str, Any]], owner: Owner) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any
 
 from knit.autoscaling.metrics import ConcurrencyMeter
 from knit.control.core import ControlCore, RevisionHooks, metered_backend
-from knit.control.desired import INGRESS, AdapterProcess, DesiredAdapter, instance_env
+from knit.control.desired import INGRESS, SINK_AUDIENCE_ENV, AdapterProcess, DesiredAdapter, Oidc, instance_env
 from knit.eventing.ingress import IngressConfig
 from knit.gateway.activator import Endpoint, RevisionBackend
 from knit.gateway.limits import GatewayLimits
@@ -55,6 +56,14 @@ class ClusterOptions:
     gateway_limits: GatewayLimits = field(default_factory=GatewayLimits)
 
 
+@dataclass(frozen=True)
+class ClusterIssuer:
+    """The API server as the issuer of sender identities: its `iss` and public keys (JWKS)."""
+
+    issuer: str
+    jwks: dict[str, Any]
+
+
 @dataclass
 class _Running:
     revision: Revision
@@ -70,9 +79,12 @@ class _Running:
 
 
 class KubernetesRuntime:
-    def __init__(self, api: Api, options: ClusterOptions = ClusterOptions()) -> None:
+    def __init__(
+        self, api: Api, options: ClusterOptions = ClusterOptions(), issuer: ClusterIssuer | None = None
+    ) -> None:
         self.api = api
         self.options = options
+        self.issuer = issuer
         self.metrics = Metrics()
         self.routes = RouteTable(options.domain)
         self.backends: dict[str, RevisionBackend] = {}
@@ -86,7 +98,10 @@ class KubernetesRuntime:
             request_timeout=lambda name: float(self.running[name].revision.template.spec.timeout_seconds),
             limits=options.gateway_limits,
         )
-        self.core = ControlCore(self, options.kafka_bootstrap, oidc=None, metrics=self.metrics.autoscaler)
+        # Sender identity: the API server issues the tokens, the kubelet puts them in the pods.
+        self._token_audiences: dict[str, str] = {}  # token file → its audience
+        self.oidc = Oidc(issuer.issuer, objects.JWKS_FILE, self._token_file) if issuer else None
+        self.core = ControlCore(self, options.kafka_bootstrap, oidc=self.oidc, metrics=self.metrics.autoscaler)
         self.port = 0
         self._scale_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -153,7 +168,8 @@ class KubernetesRuntime:
             created = await self.api.apply(objects.revision_object(revision, owner))
             revision_owner = objects.Owner(objects.SERVING_API, "Revision", revision.name, created["metadata"]["uid"])
             running.env = self._instance_env(revision)
-            deployment = await self.api.create(objects.revision_deployment(revision, running.env, 0, revision_owner))
+            await self._identity_for(revision.namespace, revision.template.spec.service_account_name)
+            deployment = await self.api.create(self._revision_deployment(revision, running.env, revision_owner))
             await self.api.create(objects.revision_service(revision, revision_owner))
             running.scaled = deployment["spec"].get("replicas", 0)  # now the autoscaler's word can be passed on
             self._scale_wanted.set()
@@ -162,7 +178,31 @@ class KubernetesRuntime:
 
     def _instance_env(self, revision: Revision) -> dict[str, str]:
         binding = self.core.binding_for(revision)
-        return instance_env(revision, self.options.kafka_bootstrap, binding, self.address_of, None)
+        return instance_env(revision, self.options.kafka_bootstrap, binding, self.address_of, self.oidc)
+
+    def _revision_deployment(self, revision: Revision, env: dict[str, str], owner: objects.Owner) -> dict[str, Any]:
+        deployment = objects.revision_deployment(revision, env, 0, owner)
+        if not self.oidc:
+            return deployment
+        audiences = [env[SINK_AUDIENCE_ENV]] if SINK_AUDIENCE_ENV in env else []
+        return objects.with_identity(deployment, None, audiences, jwks=True)
+
+    def _token_file(self, subject: str, audience: str) -> str:
+        """Oidc.token_file on Kubernetes: the pod's projected token for `audience`; the subject is
+        the ServiceAccount the pod runs as."""
+        path = objects.token_path(audience)
+        self._token_audiences[path] = audience
+        return path
+
+    async def _identity_for(self, namespace: str, account: str | None, owner: objects.Owner | None = None) -> None:
+        """What pods in `namespace` running as `account` need to send and check tokens: the issuer's
+        keys in the namespace, and the ServiceAccount (made when missing, as Knative makes each
+        source's)."""
+        if not self.issuer:
+            return
+        await self.api.apply(objects.jwks_config_map(namespace, self.issuer.jwks))
+        if account and account != "default":
+            await self.api.create(objects.service_account(account, namespace, owner))
 
     async def rebind(self) -> None:
         """After a SinkBinding changed: each Revision whose K_SINK (or K_CE_OVERRIDES) is now
@@ -172,8 +212,9 @@ class KubernetesRuntime:
             revision = running.revision
             if running.env is None or running.env == (env := self._instance_env(revision)):
                 continue  # its Deployment is not made yet (it will take the binding), or unchanged
-            container = objects.revision_deployment(revision, env, 0, objects.Owner("", "", "", ""))["spec"]["template"]
-            patch = {"spec": {"template": {"spec": {"containers": container["spec"]["containers"]}}}}
+            pod = self._revision_deployment(revision, env, objects.Owner("", "", "", ""))["spec"]["template"]["spec"]
+            # A merge patch: these lists replace the template's; a null removes its volumes.
+            patch = {"spec": {"template": {"spec": {"containers": pod["containers"], "volumes": pod.get("volumes")}}}}
             await self.api.patch(
                 "apps/v1", "Deployment", revision.namespace, objects.deployment_name(revision.name), patch
             )
@@ -306,13 +347,13 @@ class KubernetesRuntime:
         adapter's are replaced (Kubernetes rolls their pods)."""
         owner = self.owners[key]
         topics = self._topics_made
-        deployments = [
-            objects.adapter_deployment(process, self.options.adapter_image, key[1], owner)
-            for process in adapter.processes
-        ]
+        deployments = [self._adapter_deployment(process, key[1], owner) for process in adapter.processes]
 
         async def make() -> None:
             await _done(topics)
+            for deployment in deployments:
+                account = deployment["spec"]["template"]["spec"].get("serviceAccountName")
+                await self._identity_for(key[1], account, owner)
             previous = self._adapters.get(key, [])
             for deployment in deployments:
                 await self.api.apply(deployment)
@@ -324,6 +365,19 @@ class KubernetesRuntime:
 
         await self.stop_adapter(key, keep_objects=True)
         self._adapter_tasks[key] = self._keep_trying(adapter.describe, make)
+
+    def _adapter_deployment(
+        self, process: AdapterProcess, namespace: str, owner: objects.Owner | None
+    ) -> dict[str, Any]:
+        """With sender identity: running as the ServiceAccount its configuration names as its
+        identity, with a token for each audience it sends to."""
+        deployment = objects.adapter_deployment(process, self.options.adapter_image, namespace, owner)
+        config = json.loads(process.config)
+        if not self.oidc or not config.get("identity"):
+            return deployment
+        account = config["identity"].rpartition(":")[2]
+        files = [value for name, value in config.items() if name.endswith("token_file") and value]
+        return objects.with_identity(deployment, account, [self._token_audiences[f] for f in files], jwks=False)
 
     async def stop_adapter(self, key: Identity, keep_objects: bool = False) -> None:
         """Its Deployments deleted (also by the garbage collector once its resource is gone)."""
