@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from knit.control.desired import AdapterProcess
 from knit.gateway.routing import cluster_local_service
 from knit.resources.crds import DEFINITIONS, all_crds, spec_schema
 from knit.resources.loading import InvalidManifests
@@ -204,3 +205,49 @@ def test_a_service_from_the_api_is_admitted_with_the_messages_knit_apply_gives()
     assert status["conditions"][0] == {"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": problem}
     obj["spec"]["template"]["metadata"] = {}
     assert admitted(obj).namespace == "shop"
+
+
+def test_identity_gives_a_pod_one_projected_token_per_audience_and_the_issuers_keys() -> None:
+    audiences = ["serving.knit.dev/service/shop/web", "eventing.knit.dev/broker/shop/default"]
+    made = objects.with_identity(deployment(), "sender", [*audiences, audiences[0]], jwks=True)
+    pod = made["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "sender"
+    mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert len(volumes) == 3  # a token per audience (the repeated one once) and the keys
+    for audience in audiences:
+        folder, _, file = objects.token_path(audience).rpartition("/")
+        token = volumes[mounts[folder]["name"]]["projected"]["sources"][0]["serviceAccountToken"]
+        assert token == {"audience": audience, "expirationSeconds": objects.TOKEN_SECONDS, "path": file}
+        assert mounts[folder]["readOnly"] is True
+    keys = volumes[mounts[objects.OIDC_DIR]["name"]]
+    assert keys["configMap"]["name"] == objects.OIDC_CONFIG_MAP
+    assert objects.JWKS_FILE.startswith(objects.OIDC_DIR + "/")
+    assert len({objects.token_path(a) for a in audiences}) == 2
+    assert "volumes" not in deployment()["spec"]["template"]["spec"]  # the input is left as it was
+
+
+def test_without_audiences_or_keys_a_pod_only_gets_its_service_account() -> None:
+    made = objects.with_identity(deployment(), None, [], jwks=False)
+    assert made == deployment()
+    assert (
+        objects.with_identity(deployment(), "a", [], jwks=False)["spec"]["template"]["spec"]["serviceAccountName"]
+        == "a"
+    )
+
+
+def test_an_adapter_runs_knits_image_with_its_configuration_and_only_a_broker_ingress_is_addressed() -> None:
+    process = AdapterProcess("kafkasource/feed/2", "knit.eventing.dispatcher", "KNIT_KAFKASOURCE", '{"a": 1}')
+    made = objects.adapter_deployment(process, "knit/platform:dev", "shop", OWNER)
+    assert made["metadata"]["name"] == "kafkasource-feed-2"
+    assert made["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    pod = made["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    (container,) = pod["containers"]
+    assert container["command"] == ["python", "-m", "knit.eventing.dispatcher"]
+    env = {var["name"]: var["value"] for var in container["env"]}
+    assert env == {"KNIT_KAFKASOURCE": '{"a": 1}', "PORT": "8080", "HOST": "0.0.0.0"}
+    assert container["securityContext"] == objects.RESTRICTED_CONTAINER
+    assert "ownerReferences" not in objects.adapter_deployment(process, "i", "knit-system", None)["metadata"]
+    service = objects.adapter_service(process, "knit-system")
+    assert service["spec"]["selector"] == made["spec"]["selector"]["matchLabels"]
