@@ -155,12 +155,14 @@ kind-up:
 	platform/kube/cluster.sh up
 
 # knit on the cluster: its images and the app's (wheels built here, installed with --no-index;
-# loaded onto the node), the CRDs and manifests/platform/controller.yaml (platform/kube/install.sh).
-kind-platform: install
+# loaded onto the node), Apache Kafka's (the jars of kafka-broker), the CRDs,
+# manifests/platform/controller.yaml and manifests/platform/kafka.yaml (platform/kube/install.sh).
+kind-platform: install kafka-broker
 	platform/kube/install.sh
 
 # Tests against the real cluster (platform/tests_kind/): Services run as pods, answer at their URLs
-# on 127.0.0.1:8080 and scale to zero and back. Brings the cluster up and installs knit first.
+# on 127.0.0.1:8080 and scale to zero and back; a pod's round trip through the cluster's Kafka.
+# Brings the cluster up and installs knit first.
 test-kind: install kind-up kind-platform
 	$(BIN)/pytest -p no:cacheprovider platform/tests_kind
 

@@ -9,6 +9,10 @@ into .kafka/lib (platform/apache-kafka/pom.xml pins them), on the machine's Java
 `run` starts the broker, runs the command with KAFKA_BOOTSTRAP_SERVERS set to it, stops the
 broker and exits with the command's exit code. From Python: `with ApacheKafka() as kafka:`.
 
+In a container (the image knit/kafka:dev, manifests/platform/kafka.yaml) the same settings serve
+the cluster: `container` formats a data dir that is not formatted yet, then becomes the broker
+(exec, so the JVM gets the container's signals and logs to its stdout); `ready` is its probe.
+
 Every start is from scratch: a fresh temporary data dir, formatted as `kafka-storage format`
 does (kafka.tools.StorageTool), then `kafka.Kafka server.properties`; ready once a Metadata
 request lists the broker (it has registered with its controller and serves clients). stop()
@@ -102,6 +106,66 @@ def metadata_lists_broker(port: int, timeout: float = 1.0) -> bool:
     return False
 
 
+def server_properties(
+    port: int,
+    controller_port: int,
+    data_dir: Path,
+    listen_host: str = HOST,
+    advertised_host: str = HOST,
+    overrides: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """server.properties of a one-node KRaft cluster (broker and controller in one JVM): clients on
+    listen_host:port, told to come back at advertised_host:port; the controller only on 127.0.0.1
+    (nothing but this node talks to it); the data in data_dir/logs; TEST_SETTINGS, then overrides."""
+    return {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@{HOST}:{controller_port}",
+        "listeners": f"PLAINTEXT://{listen_host}:{port},CONTROLLER://{HOST}:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{advertised_host}:{port}",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": str(data_dir / "logs"),
+        **TEST_SETTINGS,
+        **(overrides or {}),
+    }
+
+
+def write_properties(path: Path, properties: dict[str, str]) -> None:
+    path.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
+
+
+def java_command(
+    main_class: str, *args: str, lib: Path = LIB, heap: str = "512m", log_file: Path | str = LOG_FILE
+) -> list[str]:
+    """The JVM's command line for one of Kafka's main classes; log_file "-" logs to stdout."""
+    java = Path(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") else "java"
+    return [
+        str(java),
+        f"-Xmx{heap}",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={HERE / 'log4j2.xml'}",
+        f"-Dkafka.log.file={log_file}",
+        "-cp",
+        f"{lib}/*",
+        main_class,
+        *args,
+    ]
+
+
+def format_command(config: Path, lib: Path = LIB, heap: str = "512m", log_file: Path | str = LOG_FILE) -> list[str]:
+    """`kafka-storage format` of config's log.dirs, with a new cluster id."""
+    return java_command("kafka.tools.StorageTool", "format", "--config", str(config), "--cluster-id", new_cluster_id(),
+                        lib=lib, heap=heap, log_file=log_file)  # fmt: skip
+
+
+def kafka_version(lib: Path = LIB) -> str | None:
+    """Kafka's version, from the jar's name; None when lib has no Kafka."""
+    jars = sorted(lib.glob("kafka_2.13-*.jar"))
+    return jars[-1].name.removeprefix("kafka_2.13-").removesuffix(".jar") if jars else None
+
+
 def _die_with_parent() -> None:
     """Linux: SIGTERM the broker when the process that started it dies, even by SIGKILL."""
     with contextlib.suppress(Exception):
@@ -139,38 +203,14 @@ class ApacheKafka:
     @property
     def version(self) -> str | None:
         """Kafka's version, from the jar's name; None when .kafka/lib has no Kafka."""
-        jars = sorted(self.lib.glob("kafka_2.13-*.jar"))
-        return jars[-1].name.removeprefix("kafka_2.13-").removesuffix(".jar") if jars else None
+        return kafka_version(self.lib)
 
     def server_properties(self) -> dict[str, str]:
         assert self._data is not None
-        return {
-            "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{HOST}:{self.controller_port}",
-            "listeners": f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{HOST}:{self.port}",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "log.dirs": str(self._data / "logs"),
-            **TEST_SETTINGS,
-            **self.overrides,
-        }
+        return server_properties(self.port, self.controller_port, self._data, overrides=self.overrides)
 
     def _java(self, main_class: str, *args: str) -> list[str]:
-        java = Path(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") else "java"
-        return [
-            str(java),
-            f"-Xmx{self.heap}",
-            "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={HERE / 'log4j2.xml'}",
-            f"-Dkafka.log.file={self.log_file}",
-            "-cp",
-            f"{self.lib}/*",
-            main_class,
-            *args,
-        ]
+        return java_command(main_class, *args, lib=self.lib, heap=self.heap, log_file=self.log_file)
 
     def start(self, timeout: float = 60.0) -> str:
         """Format a fresh data dir, start the broker, wait until it serves; its bootstrap address."""
@@ -179,13 +219,12 @@ class ApacheKafka:
             raise KafkaNotReady(f"no Apache Kafka jars in {self.lib}: run `make kafka-broker` first")
         self._data = Path(tempfile.mkdtemp(prefix="apache-kafka-"))
         config = self._data / "server.properties"
-        config.write_text("".join(f"{key}={value}\n" for key, value in self.server_properties().items()))
+        write_properties(config, self.server_properties())
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file.write_bytes(b"")
         try:
             with open(self.log_file, "ab") as log:
-                storage = self._java("kafka.tools.StorageTool", "format", "--config", str(config),
-                                     "--cluster-id", new_cluster_id())  # fmt: skip
+                storage = format_command(config, self.lib, self.heap, self.log_file)
                 formatted = subprocess.run(storage, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                            timeout=timeout, check=False)  # fmt: skip
                 if formatted.returncode != 0:
@@ -285,6 +324,35 @@ def say(message: str) -> None:
     print(f"apache_kafka: {message}", file=sys.stderr, flush=True)
 
 
+def become_broker(args: argparse.Namespace) -> int:
+    """`container`: write data_dir/server.properties (each start, so changed settings apply), format
+    data_dir unless it is formatted already (a restarted container keeps its topics), then exec
+    the broker: the JVM takes this process's place, gets SIGTERM (a controlled shutdown) itself
+    and logs to stdout. Returns only when it cannot start."""
+    version = kafka_version(args.lib)
+    if version is None:
+        say(f"no Apache Kafka jars in {args.lib}")
+        return 1
+    data = args.data_dir.resolve()
+    (data / "logs").mkdir(parents=True, exist_ok=True)
+    config = data / "server.properties"
+    properties = server_properties(args.port, args.controller_port, data, args.listen_host, args.advertised_host,
+                                   dict(args.override))  # fmt: skip
+    write_properties(config, properties)
+    # Formatted: meta.properties holds the cluster id (format --ignore-formatted would refuse a new one).
+    if not (data / "logs" / "meta.properties").exists():
+        formatted = subprocess.run(format_command(config, args.lib, args.heap, log_file="-"), stdin=subprocess.DEVNULL,
+                                   timeout=args.timeout, check=False)  # fmt: skip
+        if formatted.returncode != 0:
+            say(f"formatting {data} failed (exit {formatted.returncode})")
+            return 1
+    say(f"Apache Kafka {version} (KRaft, one node): clients on {args.listen_host}:{args.port}, advertised as "
+        f"{args.advertised_host}:{args.port}; data in {data}")  # fmt: skip
+    java = java_command("kafka.Kafka", str(config), lib=args.lib, heap=args.heap, log_file="-")
+    sys.stdout.flush()
+    os.execvp(java[0], java)
+
+
 def override(setting: str) -> tuple[str, str]:
     key, equals, value = setting.partition("=")
     if not key or not equals:
@@ -297,12 +365,16 @@ def main(argv: list[str] | None = None) -> int:
     actions = parser.add_subparsers(dest="action", required=True)
     run = actions.add_parser("run", help="start the broker, run a command against it, stop the broker")
     serve = actions.add_parser("serve", help="start the broker, print its address, run until Ctrl-C or SIGTERM")
+    container = actions.add_parser("container", help="in a container: format DATA_DIR if new, then become the broker")
+    ready = actions.add_parser("ready", help="exit 0 when a broker on 127.0.0.1:PORT serves clients (a probe)")
     for action in (run, serve):
         action.add_argument("--port", type=int, default=0, help="client port (default: a free one)")
         action.add_argument("--controller-port", type=int, default=0, help="controller port (default: a free one)")
         action.add_argument("--timeout", type=float, default=90, help="seconds to wait for the broker to start")
-        action.add_argument("--heap", default="512m", help="the JVM's -Xmx (default: 512m)")
         action.add_argument("--log-file", type=Path, default=LOG_FILE, help=f"the broker's log (default: {LOG_FILE})")
+    for action in (run, serve, container):
+        action.add_argument("--heap", default="512m", help="the JVM's -Xmx (default: 512m)")
+        action.add_argument("--lib", type=Path, default=LIB, help=f"the Kafka jars (default: {LIB})")
         action.add_argument(
             "--override",
             type=override,
@@ -312,7 +384,24 @@ def main(argv: list[str] | None = None) -> int:
             help="a server.properties setting on top of the test settings (repeatable)",
         )
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command and its arguments")
+    container.add_argument("--data-dir", type=Path, required=True, help="the broker's data (kept across restarts)")
+    container.add_argument("--advertised-host", required=True, help="the host name clients are told to connect to")
+    container.add_argument("--listen-host", default="0.0.0.0", help="where clients connect (default: 0.0.0.0)")
+    container.add_argument("--port", type=int, default=9092, help="client port (default: 9092)")
+    container.add_argument("--controller-port", type=int, default=9093,
+                           help=f"controller port, on {HOST} only (default: 9093)")  # fmt: skip
+    container.add_argument("--timeout", type=float, default=90, help="seconds the storage format may take")
+    ready.add_argument("--port", type=int, default=9092, help="client port (default: 9092)")
+    ready.add_argument("--timeout", type=float, default=1, help="seconds to wait for the answer (default: 1)")
     args = parser.parse_args(argv)
+    if args.action == "container":
+        return become_broker(args)
+    if args.action == "ready":
+        with contextlib.suppress(OSError, struct.error):
+            if metadata_lists_broker(args.port, args.timeout):
+                return 0
+        say(f"no broker serves on {HOST}:{args.port} yet")
+        return 1
     command = getattr(args, "command", [])
     command = command[1:] if command[:1] == ["--"] else command
     if args.action == "run" and not command:
@@ -320,9 +409,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # SIGTERM (e.g. from CI) unwinds like Ctrl-C does, so the broker is always stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    broker = ApacheKafka(
-        args.port, args.controller_port, log_file=args.log_file.resolve(), heap=args.heap, overrides=dict(args.override)
-    )
+    broker = ApacheKafka(args.port, args.controller_port, lib=args.lib, log_file=args.log_file.resolve(),
+                         heap=args.heap, overrides=dict(args.override))  # fmt: skip
     began = time.monotonic()
     try:
         broker.start(args.timeout)

@@ -10,6 +10,8 @@
 #   knit/platform:dev       knit controller (platform/Dockerfile); also runs knit.testing.sample_app
 #   danmaku-web:dev         apps/danmaku-web/Dockerfile
 #   danmaku-processor:dev   apps/danmaku-processor/Dockerfile
+#   knit/kafka:dev          Apache Kafka (platform/kube/kafka.Dockerfile): Debian's Java 17, the jars
+#                           `make kafka-broker` put in .kafka/lib, platform/apache-kafka/apache_kafka.py
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -17,6 +19,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 NAME=${KIND_CLUSTER_NAME:-knit}
 PIP=${PIP:-$ROOT/.venv/bin/pip}
 WHEELS=$ROOT/build/wheels
+KAFKA_LIB=$ROOT/.kafka/lib
 OFFLINE_BASE=knit/python:3.11-bookworm
 started=$SECONDS
 
@@ -25,6 +28,7 @@ die() { echo "knit: images: $*" >&2; exit 1; }
 have() { docker image inspect "$1" >/dev/null 2>&1; }
 
 docker info >/dev/null 2>&1 || die "docker isn't answering; run: make docker-engine (as root)"
+[ -f "$KAFKA_LIB/.assembled" ] || die "no Apache Kafka jars in .kafka/lib; run: make kafka-broker"
 KIND=$("$HERE/build.sh" kind | tail -n 1)/kind
 cd "$ROOT"
 
@@ -46,7 +50,7 @@ say "base image $base"
 # pinned versions, the Dockerfiles and the base. An image labelled with the same digest is current.
 INPUTS=(platform/src platform/pyproject.toml platform/Dockerfile apps constraints.txt)
 inputs=$( { git ls-files -s -- "${INPUTS[@]}"; git diff HEAD -- "${INPUTS[@]}"; echo "$base"; } | sha256sum | cut -c1-16)
-current() { [ "$(docker image inspect -f '{{index .Config.Labels "knit.inputs"}}' "$1" 2>/dev/null)" = "$inputs" ]; }
+current() { [ "$(docker image inspect -f '{{index .Config.Labels "knit.inputs"}}' "$1" 2>/dev/null)" = "${2:-$inputs}" ]; }
 IMAGES=(knit/platform:dev=platform/Dockerfile danmaku-web:dev=apps/danmaku-web/Dockerfile
         danmaku-processor:dev=apps/danmaku-processor/Dockerfile)
 
@@ -59,6 +63,21 @@ if [ $stale = 1 ]; then
     ./apps/danmaku-processor gunicorn
 fi
 
+load() {  # IMAGE: onto the cluster's node, unless it has this very image already
+  "$KIND" get clusters 2>/dev/null | grep -qx "$NAME" || return 0
+  # kind load cannot tell the node has it (its containerd names it by another digest): a note
+  # kept on the node says which image ID it was last given.
+  local image=$1 node=$NAME-control-plane id note=/var/lib/knit/images/${1//[:\/]/_}
+  id=$(docker image inspect -f '{{.Id}}' "$image")
+  if [ "$(docker exec "$node" cat "$note" 2>/dev/null)" = "$id" ]; then
+    say "$image is on the cluster $NAME already"
+  else
+    say "loading $image onto the cluster $NAME"
+    "$KIND" load docker-image --name "$NAME" "$image" >/dev/null
+    docker exec "$node" sh -c "mkdir -p /var/lib/knit/images && echo $id > $note"
+  fi
+}
+
 for spec in "${IMAGES[@]}"; do
   image=${spec%%=*} dockerfile=${spec#*=}
   if current "$image"; then
@@ -67,17 +86,30 @@ for spec in "${IMAGES[@]}"; do
     say "building $image ($dockerfile)"
     docker build -q --build-arg "BASE_IMAGE=$base" --label "knit.inputs=$inputs" -t "$image" -f "$dockerfile" . >/dev/null
   fi
-  if "$KIND" get clusters 2>/dev/null | grep -qx "$NAME"; then
-    # kind load cannot tell the node has it (its containerd names it by another digest): a note
-    # kept on the node says which image ID it was last given.
-    node=$NAME-control-plane id=$(docker image inspect -f '{{.Id}}' "$image") note=/var/lib/knit/images/${image//[:\/]/_}
-    if [ "$(docker exec "$node" cat "$note" 2>/dev/null)" = "$id" ]; then
-      say "$image is on the cluster $NAME already"
-    else
-      say "loading $image onto the cluster $NAME"
-      "$KIND" load docker-image --name "$NAME" "$image" >/dev/null
-      docker exec "$node" sh -c "mkdir -p /var/lib/knit/images && echo $id > $note"
-    fi
-  fi
+  load "$image"
 done
+
+# Apache Kafka: its own inputs (the Dockerfile, the script and its log config, the jars, the base),
+# hashed by content, so neither a change to knit's sources rebuilds it nor a new file goes unseen.
+# Debian's Java 17 needs bookworm: python:3.11-slim now means trixie.
+KAFKA_IMAGE=knit/kafka:dev
+kafka_base=$base
+[ "$base" = python:3.11-slim ] && kafka_base=python:3.11-slim-bookworm
+KAFKA_INPUTS=(platform/kube/kafka.Dockerfile platform/apache-kafka/apache_kafka.py platform/apache-kafka/log4j2.xml)
+kafka_inputs=$( { sha256sum "${KAFKA_INPUTS[@]}"; (cd "$KAFKA_LIB" && sha256sum -- *.jar); echo "$kafka_base"; } \
+  | sha256sum | cut -c1-16)
+if current "$KAFKA_IMAGE" "$kafka_inputs"; then
+  say "$KAFKA_IMAGE is current (inputs unchanged since it was built)"
+else
+  say "building $KAFKA_IMAGE (platform/kube/kafka.Dockerfile; Debian's Java 17 and the jars in .kafka/lib)"
+  context=$(mktemp -d "${TMPDIR:-/tmp}/knit-kafka-image.XXXXXX")
+  trap 'rm -rf "$context"' EXIT
+  cp -al "$KAFKA_LIB" "$context/lib" 2>/dev/null || cp -a "$KAFKA_LIB" "$context/lib"
+  cp platform/apache-kafka/apache_kafka.py platform/apache-kafka/log4j2.xml "$context/"
+  cp platform/kube/kafka.Dockerfile "$context/Dockerfile"
+  docker build -q --build-arg "BASE_IMAGE=$kafka_base" --label "knit.inputs=$kafka_inputs" -t "$KAFKA_IMAGE" \
+    "$context" >/dev/null
+  rm -rf "$context"
+fi
+load "$KAFKA_IMAGE"
 say "done"
