@@ -372,6 +372,13 @@ def test_the_apps_manifests_apply_to_the_cluster_unchanged_through_knit_apply(
 def test_a_standby_controller_takes_over_when_the_leader_goes(
     cluster: Cluster, controller: Controller, namespace: str
 ) -> None:
+    # A Revision with a ready pod before the takeover: its EndpointSlice will not change after.
+    cluster.apply(service_manifest("before", namespace))
+    cluster.wait(
+        "before's Deployment", lambda: cluster.get("apps/v1", "Deployment", "before-00001-deployment", namespace)
+    )
+    cluster.apply(endpoint_slice("before-00001", namespace, "198.51.100.7"))
+    cluster.wait("before Ready", lambda: (cluster.ready("Service", "before", namespace) or {}).get("status") == "True")
     standby = Controller("standby", controller.kubeconfig, controller.folder, controller.kafka_bootstrap)
     standby.start()
     try:
@@ -386,6 +393,11 @@ def test_a_standby_controller_takes_over_when_the_leader_goes(
             "the new leader reconciles",
             lambda: cluster.get("apps/v1", "Deployment", "after-00001-deployment", namespace),
         )
+        cluster.wait("the new leader writes status", lambda: cluster.ready("Service", "after", namespace))
+        # It found the pod that was ready before it led, though no EndpointSlice changed since.
+        revision = cluster.get(SERVING, "Revision", "before-00001", namespace)
+        assert revision["status"]["actualReplicas"] == 1, revision["status"]
+        assert cluster.ready("Service", "before", namespace)["status"] == "True"
     finally:
         standby.stop()
         print(standby.log.read_text()[-2000:])

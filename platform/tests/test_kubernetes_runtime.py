@@ -16,7 +16,7 @@ from knit.host import HOST
 from knit.resources.model import Service
 from knit.runtimes.kubernetes import objects
 from knit.runtimes.kubernetes.api import Listing
-from knit.runtimes.kubernetes.runtime import ClusterOptions, KubernetesRuntime
+from knit.runtimes.kubernetes.runtime import ClusterOptions, KubernetesRuntime, first_line
 from knit.serving.revisions import revision_for
 
 
@@ -82,3 +82,9 @@ def test_a_revision_is_made_and_scaled_though_the_api_server_refuses_at_first() 
     assert {("Revision", "web-00001"), ("Deployment", "web-00001-deployment"), ("Service", "web-00001"),
             ("Service", "web")} <= set(api.made)  # fmt: skip
     assert api.calls["scale"] == 3  # refused twice, then done
+
+
+def test_an_error_without_a_message_is_logged_by_its_type() -> None:
+    # asyncio.TimeoutError from a watch has no message; logging it once stopped the controller.
+    assert first_line(TimeoutError()) == "TimeoutError"
+    assert first_line(ValueError("first\nsecond")) == "first"

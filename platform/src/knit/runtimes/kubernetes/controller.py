@@ -39,6 +39,7 @@ from knit.runtimes.kubernetes.runtime import (
     ClusterIssuer,
     ClusterOptions,
     KubernetesRuntime,
+    first_line,
 )
 from knit.serving.state import Condition, InvalidApply, RevisionHealth
 
@@ -140,7 +141,7 @@ class Controller:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # an expired watch (410), the API server away: list again
-                log.info("%s watch restarts: %s", resource[1], str(error).splitlines()[0])
+                log.info("%s watch restarts: %s", resource[1], first_line(error))
                 await asyncio.sleep(RETRY_SECONDS)
 
     async def _set_autoscaler_config(self, config_maps: list[dict[str, Any]]) -> None:

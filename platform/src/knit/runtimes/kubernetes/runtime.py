@@ -106,6 +106,7 @@ class KubernetesRuntime:
         self._scale_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()  # objects being made (_keep_trying)
+        self._slices: dict[tuple[str, str], dict[str, Any]] = {}  # Revisions' EndpointSlices, watched
         self._topics: set[str] = set()  # asked for (made, or being made in _topics_made)
         self._topics_made: asyncio.Task[None] | None = None  # the topics asked for last, and those before
         self._adapters: dict[Identity, list[str]] = {}  # each eventing resource's Deployments
@@ -173,6 +174,7 @@ class KubernetesRuntime:
             await self.api.create(objects.revision_service(revision, revision_owner))
             running.scaled = deployment["spec"].get("replicas", 0)  # now the autoscaler's word can be passed on
             self._scale_wanted.set()
+            self._set_endpoints()  # its pods may be ready already (this controller started after them)
 
         running.making = self._keep_trying(f"Revision {revision.namespace}/{revision.name}'s objects", make_objects)
 
@@ -229,7 +231,7 @@ class KubernetesRuntime:
                     await attempt()
                     return
                 except Exception as error:  # the API server away, overloaded (429), or refusing
-                    log.warning("%s: not made yet, trying again: %s", what, str(error).splitlines()[0])
+                    log.warning("%s: not made yet, trying again: %s", what, first_line(error))
                     await asyncio.sleep(RETRY_SECONDS)
 
         task = asyncio.create_task(until_done())
@@ -289,28 +291,28 @@ class KubernetesRuntime:
 
     async def _watch_endpoints_forever(self) -> None:
         """Ready pods from the Revisions' EndpointSlices, as the gateway's backends."""
-        slices: dict[tuple[str, str], dict[str, Any]] = {}
         while True:
             try:
                 listing = await self.api.list("discovery.k8s.io/v1", "EndpointSlice", objects.REVISION_LABEL)
-                slices = {_key(s): s for s in listing.items}
-                self._set_endpoints(slices)
+                self._slices = {_key(s): s for s in listing.items}
+                self._set_endpoints()
                 async for kind, endpoint_slice in self.api.watch(
                     "discovery.k8s.io/v1", "EndpointSlice", listing.resource_version, objects.REVISION_LABEL
                 ):
                     if kind == "DELETED":
-                        slices.pop(_key(endpoint_slice), None)
+                        self._slices.pop(_key(endpoint_slice), None)
                     elif kind in ("ADDED", "MODIFIED"):
-                        slices[_key(endpoint_slice)] = endpoint_slice
-                    self._set_endpoints(slices)
+                        self._slices[_key(endpoint_slice)] = endpoint_slice
+                    self._set_endpoints()
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # expired watch (410), the API server away: list again
                 log.info("endpoint watch restarts: %s", error)
                 await asyncio.sleep(RETRY_SECONDS)
 
-    def _set_endpoints(self, slices: dict[tuple[str, str], dict[str, Any]]) -> None:
-        ready = objects.ready_endpoints(slices.values())
+    def _set_endpoints(self) -> None:
+        """Each Revision's backends: its ready pods in the EndpointSlices known now."""
+        ready = objects.ready_endpoints(self._slices.values())
         for name, running in self.running.items():
             addresses = ready.get(name, {})
             for address in [a for a in running.endpoints if a not in addresses]:
@@ -408,6 +410,11 @@ class KubernetesRuntime:
         if self._ingress_task:
             self._ingress_task.cancel()
         self._ingress_task = self._keep_trying(f"the Brokers' ingress ({BROKER_INGRESS})", make)
+
+
+def first_line(error: BaseException) -> str:
+    """What to log of an error: its message's first line, or its type when it has no message."""
+    return (str(error).splitlines() or [type(error).__name__])[0]
 
 
 async def _done(task: asyncio.Task[None] | None) -> None:
