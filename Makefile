@@ -137,7 +137,7 @@ $(MUTMUT): constraints.txt
 # A real single-node kind cluster ("knit"), also where nothing can be pulled: platform/kube/ builds
 # kind, the Kubernetes binaries (Go, cached in ~/.cache/knit/kube) and an offline node image from
 # Debian packages. Config: manifests/kind/cluster.yaml (NodePort 30080 on http://127.0.0.1:8080/).
-.PHONY: docker-engine kind-node-image kind-up kind-platform test-kind bench-kind demo-down
+.PHONY: docker-engine kind-node-image kind-up kind-platform test-kind bench-kind demo e2e-kind demo-down
 
 # Debian's Docker engine (docker.io), as root: installed with apt when missing and dockerd started in
 # the background (log /var/log/dockerd.log); one line when all is in place already.
@@ -161,14 +161,23 @@ kind-platform: install kafka-broker
 	platform/kube/install.sh
 
 # Tests against the real cluster (platform/tests_kind/): Services run as pods, answer at their URLs
-# on 127.0.0.1:8080 and scale to zero and back; a pod's round trip through the cluster's Kafka.
-# Brings the cluster up and installs knit first.
-test-kind: install kind-up kind-platform
+# on 127.0.0.1:8080 and scale to zero and back; a pod's round trip through the cluster's Kafka; a
+# comment through the danmaku app, its processor woken from zero. Brings up the cluster and the demo.
+test-kind: install demo
 	$(BIN)/pytest -p no:cacheprovider platform/tests_kind
 
 # Cold start on kind (request at zero pods → 200), 10 runs: bench/kind_coldstart.py. Not in `make bench`.
 bench-kind: install kind-up kind-platform
 	$(BIN)/python bench/kind_coldstart.py
+
+# The danmaku app on kind, from the same manifests as `make dev` (platform/kube/demo.sh): the
+# cluster up, knit and Kafka installed, manifests/app applied; then http://danmaku-web.default.localhost:8080/.
+demo: install kind-up kind-platform
+	platform/kube/demo.sh
+
+# The browser tests (e2e/test_browser.py: real Chromium, comments across pages) against the app on kind.
+e2e-kind: demo
+	$(BIN)/pytest -p no:cacheprovider e2e/test_browser.py --base-url http://danmaku-web.default.localhost:8080
 
 # The cluster deleted.
 demo-down:
