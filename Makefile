@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PACKAGES := -e platform -e apps/danmaku-events -e apps/danmaku-processor -e apps/danmaku-web
-TEST_TOOLS := coverage hypothesis pytest pytest-timeout pytest-playwright playwright python-socketio[client] websocket-client ruff
+TEST_TOOLS := coverage hypothesis kubernetes-validate pytest pytest-timeout pytest-playwright playwright python-socketio[client] websocket-client ruff
 INSTALLED := $(VENV)/.installed
 
 .PHONY: install haproxy dev test kube-bin crds coverage test-stressed lint bench bench-latency bench-coldstart bench-gateway bench-autoscale bench-eventing bench-soak bench-proxies mutation clean
