@@ -166,9 +166,11 @@ kind-platform: install kafka-broker
 test-kind: install demo
 	$(BIN)/pytest -p no:cacheprovider platform/tests_kind
 
-# Cold start on kind (request at zero pods → 200), 10 runs: bench/kind_coldstart.py. Not in `make bench`.
+# Benchmarks on kind (not in `make bench`): cold start (request at zero pods → 200, 10 runs:
+# bench/kind_coldstart.py) and the autoscaler's reaction from zero to 4 pods (bench/kind_autoscale.py).
 bench-kind: install kind-up kind-platform
 	$(BIN)/python bench/kind_coldstart.py
+	$(BIN)/python bench/kind_autoscale.py
 
 # The danmaku app on kind, from the same manifests as `make dev` (platform/kube/demo.sh): the
 # cluster up, knit and Kafka installed, manifests/app applied; then http://danmaku-web.default.localhost:8080/.

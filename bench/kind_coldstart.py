@@ -65,7 +65,8 @@ def main() -> None:
     pods: list[str] = []
     try:
         for run in range(args.runs):
-            kind.wait("hello at zero pods", lambda: not kind.pods("hello-00001"), timeout=120)
+            # Zero: the last pod gone, not only terminating (see the note in docs/kubernetes.md).
+            kind.wait("hello at zero pods", lambda: not kind.pods("hello-00001", terminating=True), timeout=120)
             started = time.perf_counter()
             status, _ = request(host)
             elapsed = time.perf_counter() - started

@@ -41,10 +41,10 @@ class Kind(Cluster):
         super().__init__(config.new_client_from_config(context=CONTEXT), NAMESPACE, timeout=WAIT, poll=0.5)
         self.core = client.CoreV1Api(self.api_client)
 
-    def pods(self, revision: str) -> list[str]:
-        """Running pods of a Revision (not those being deleted)."""
+    def pods(self, revision: str, terminating: bool = False) -> list[str]:
+        """Running pods of a Revision; with `terminating`, also those being deleted."""
         listed = self.core.list_namespaced_pod(NAMESPACE, label_selector=f"serving.knit.dev/revision={revision}")
-        return [p.metadata.name for p in listed.items if p.metadata.deletion_timestamp is None]
+        return [p.metadata.name for p in listed.items if terminating or p.metadata.deletion_timestamp is None]
 
     def controller_log(self) -> str:
         pods = self.core.list_namespaced_pod("knit-system", label_selector="app.kubernetes.io/name=knit-controller")
