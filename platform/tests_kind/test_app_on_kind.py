@@ -25,8 +25,7 @@ def web(method: str, path: str, **options: Any) -> requests.Response:
 
 
 def processor_pods(kind: Kind) -> list[str]:
-    listed = kind.core.list_namespaced_pod("default", label_selector=f"serving.knit.dev/revision={PROCESSOR}")
-    return [p.metadata.name for p in listed.items if p.metadata.deletion_timestamp is None]
+    return kind.pods(PROCESSOR, namespace="default")
 
 
 @pytest.mark.timeout(3 * IDLE)

@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from knit.admission import Context, load_manifests
 from knit.control_token import CONTROL_URL_ENV, DEFAULT_PORT, token_for
-from knit.resources.model import KINDS, TrafficTarget
+from knit.resources.model import KINDS, TrafficTarget, served_api_version
 from knit.serving.traffic import edit_traffic
 
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
@@ -252,7 +252,7 @@ class ClusterControl:
 
 
 # The knit kinds people apply, as the cluster serves them (the CRDs' storage version).
-_API_VERSIONS = {name: f"{kind.GROUP}/{kind.VERSIONS[0]}" for name, kind in KINDS.items() if kind.GROUP}
+_API_VERSIONS = {name: served_api_version(kind) for name, kind in KINDS.items() if kind.GROUP}
 
 
 def _identity_of(obj: dict[str, Any]) -> tuple[str, str]:

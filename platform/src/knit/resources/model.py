@@ -337,6 +337,13 @@ class ConfigMap(Resource):
 KINDS: dict[str, type[Resource]] = {
     kind.__name__: kind for kind in (Service, KafkaSource, SinkBinding, PingSource, Broker, Trigger, ConfigMap)
 }
+
+
+def served_api_version(kind: type[Resource]) -> str:
+    """The apiVersion a cluster serves a knit kind at: its CRD's storage version, the first."""
+    return f"{kind.GROUP}/{kind.VERSIONS[0]}"
+
+
 # What a sink may refer to: objects with an address.
 ADDRESSABLE = (Service, Broker)
 

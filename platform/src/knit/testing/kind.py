@@ -41,9 +41,9 @@ class Kind(Cluster):
         super().__init__(config.new_client_from_config(context=CONTEXT), NAMESPACE, timeout=WAIT, poll=0.5)
         self.core = client.CoreV1Api(self.api_client)
 
-    def pods(self, revision: str, terminating: bool = False) -> list[str]:
+    def pods(self, revision: str, terminating: bool = False, namespace: str = NAMESPACE) -> list[str]:
         """Running pods of a Revision; with `terminating`, also those being deleted."""
-        listed = self.core.list_namespaced_pod(NAMESPACE, label_selector=f"serving.knit.dev/revision={revision}")
+        listed = self.core.list_namespaced_pod(namespace, label_selector=f"serving.knit.dev/revision={revision}")
         return [p.metadata.name for p in listed.items if terminating or p.metadata.deletion_timestamp is None]
 
     def controller_log(self) -> str:

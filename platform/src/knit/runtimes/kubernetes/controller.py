@@ -30,7 +30,16 @@ from knit.control.render import render_service
 from knit.control.status import condition_dict
 from knit.observability import CONTENT_TYPE_LATEST, Metrics
 from knit.resources.loading import Identity, InvalidManifests, Manifests
-from knit.resources.model import Broker, KafkaSource, PingSource, Resource, Service, SinkBinding, Trigger
+from knit.resources.model import (
+    Broker,
+    KafkaSource,
+    PingSource,
+    Resource,
+    Service,
+    SinkBinding,
+    Trigger,
+    served_api_version,
+)
 from knit.runtimes.kubernetes import objects
 from knit.runtimes.kubernetes.api import Api
 from knit.runtimes.kubernetes.runtime import (
@@ -47,8 +56,7 @@ log = logging.getLogger("knit.kubernetes")
 
 # What the controller watches and runs, as `knit apply` takes them: Services, and the eventing kinds.
 WATCHED: dict[str, str] = {
-    kind.__name__: f"{kind.GROUP}/{kind.VERSIONS[0]}"
-    for kind in (Service, KafkaSource, PingSource, SinkBinding, Broker, Trigger)
+    kind.__name__: served_api_version(kind) for kind in (Service, KafkaSource, PingSource, SinkBinding, Broker, Trigger)
 }
 API_VERSIONS = {**WATCHED, **dict.fromkeys(("Configuration", "Revision", "Route"), objects.SERVING_API)}
 STATUS_INTERVAL = 0.5  # seconds between checks of what status to write
