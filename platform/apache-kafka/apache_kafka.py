@@ -42,6 +42,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]  # the repository
 LIB = ROOT / ".kafka" / "lib"
+HEAP = "512m"  # the JVM's -Xmx unless --heap says otherwise
 LOG_FILE = ROOT / ".kafka" / "logs" / "broker.log"
 HOST = "127.0.0.1"
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
@@ -137,7 +138,7 @@ def write_properties(path: Path, properties: dict[str, str]) -> None:
 
 
 def java_command(
-    main_class: str, *args: str, lib: Path = LIB, heap: str = "512m", log_file: Path | str = LOG_FILE
+    main_class: str, *args: str, lib: Path = LIB, heap: str = HEAP, log_file: Path | str = LOG_FILE
 ) -> list[str]:
     """The JVM's command line for one of Kafka's main classes; log_file "-" logs to stdout."""
     java = Path(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") else "java"
@@ -154,7 +155,7 @@ def java_command(
     ]
 
 
-def format_command(config: Path, lib: Path = LIB, heap: str = "512m", log_file: Path | str = LOG_FILE) -> list[str]:
+def format_command(config: Path, lib: Path = LIB, heap: str = HEAP, log_file: Path | str = LOG_FILE) -> list[str]:
     """`kafka-storage format` of config's log.dirs, with a new cluster id."""
     return java_command("kafka.tools.StorageTool", "format", "--config", str(config), "--cluster-id", new_cluster_id(),
                         lib=lib, heap=heap, log_file=log_file)  # fmt: skip
@@ -183,7 +184,7 @@ class ApacheKafka:
         controller_port: int = 0,
         lib: Path = LIB,
         log_file: Path = LOG_FILE,
-        heap: str = "512m",
+        heap: str = HEAP,
         overrides: dict[str, str] | None = None,
     ) -> None:
         self.port = port or free_port()
@@ -373,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         action.add_argument("--timeout", type=float, default=90, help="seconds to wait for the broker to start")
         action.add_argument("--log-file", type=Path, default=LOG_FILE, help=f"the broker's log (default: {LOG_FILE})")
     for action in (run, serve, container):
-        action.add_argument("--heap", default="512m", help="the JVM's -Xmx (default: 512m)")
+        action.add_argument("--heap", default=HEAP, help=f"the JVM's -Xmx (default: {HEAP})")
         action.add_argument("--lib", type=Path, default=LIB, help=f"the Kafka jars (default: {LIB})")
         action.add_argument(
             "--override",
