@@ -8,7 +8,7 @@ PACKAGES := -e platform -e apps/danmaku-events -e apps/danmaku-processor -e apps
 TEST_TOOLS := coverage hypothesis kubernetes-validate pytest pytest-timeout pytest-playwright playwright python-socketio[client] websocket-client ruff
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install haproxy dev test kube-bin crds coverage test-stressed lint bench bench-latency bench-coldstart bench-gateway bench-autoscale bench-eventing bench-soak bench-proxies mutation clean
+.PHONY: install haproxy dev test test-templates kube-bin crds coverage test-stressed lint bench bench-latency bench-coldstart bench-gateway bench-autoscale bench-eventing bench-soak bench-proxies mutation clean
 
 install: $(INSTALLED)
 
@@ -90,6 +90,12 @@ $(KAFKA_LIB)/.assembled: platform/apache-kafka/pom.xml
 
 test-apache-kafka: install kafka-broker
 	$(BIN)/python platform/apache-kafka/apache_kafka.py run -- $(BIN)/pytest $(APACHE_KAFKA_TESTS)
+
+# Every `knit new` template as a user gets it (platform/tests_templates/): generated into an empty
+# folder, then its own `make test` (a fresh venv from the package registry; unit tests, and an event
+# through the app under `knit dev` with a real Kafka broker). A few minutes; not in `make test`.
+test-templates: install
+	$(BIN)/pytest -p no:cacheprovider -s platform/tests_templates
 
 lint: install
 	$(BIN)/ruff check .

@@ -15,7 +15,7 @@ LAYERS = [
     {"admission"},
     {"control"},
     {"runtimes"},
-    {"client"},
+    {"client", "new"},
     {"cli", "testing"},
     {"__main__"},
 ]

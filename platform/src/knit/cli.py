@@ -27,6 +27,9 @@ from knit.gateway import limits as gateway_limits
 from knit.gateway.haproxy import HaproxyMissing
 from knit.kafka.embedded import EmbeddedBroker
 from knit.kafka.settings import BOOTSTRAP_ENV, KafkaUnavailable, wait_until_reachable
+from knit.new import TEMPLATES, NewAppError
+from knit.new import create as create_app
+from knit.new import update as update_app
 from knit.resources.crds import all_crds
 from knit.resources.loading import InvalidManifests, Manifests, read_manifests
 from knit.resources.model import KINDS
@@ -103,6 +106,9 @@ def _print_banner(runtime: LocalRuntime, control_port: int, kafka_note: str) -> 
     urls = runtime.public_urls()
     if urls:
         print(f"\nOpen {next(iter(urls.values()))} — Ctrl-C stops everything.\n", flush=True)
+    else:
+        print("\nNo Service is public (all are cluster-local): reach them through the gateway by Host — "
+              "Ctrl-C stops everything.\n", flush=True)  # fmt: skip
 
 
 def dev(args: argparse.Namespace) -> int:
@@ -411,6 +417,29 @@ def _add_service_name(parser: argparse.ArgumentParser) -> None:
     _add_control(parser)
 
 
+# --- knit new ----------------------------------------------------------------------------
+
+
+def new_app(args: argparse.Namespace) -> int:
+    try:
+        if args.update:
+            app = args.dir or Path(".")
+            commit = update_app(app)
+            print(f"{app}: brought up to the templates of knit {commit[:12]}; see `git -C {app} diff`, "
+                  "resolve any conflict markers, run its tests, commit")  # fmt: skip
+            return 0
+        if args.name is None:
+            return _fail(f"name the app: knit new NAME [--template {'|'.join(TEMPLATES)}]", 2)
+        made = create_app(args.name, args.template, args.dir or Path(args.name), source=args.source, force=args.force)
+    except NewAppError as error:
+        return _fail(str(error), 2)
+    print(f"made {made.path}, a {made.template} app, from the templates of knit {made.commit[:12]}; next:")
+    print(f"  cd {made.path}")
+    print("  make test    # its tests, with a real Kafka broker")
+    print("  make dev     # run it on this machine, as knit dev")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="knit", description="Knative's model made small.")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -507,6 +536,18 @@ def parser() -> argparse.ArgumentParser:
     route_show = route.add_parser("describe", help="a Route: its URL and traffic targets")
     _add_service_name(route_show)
     route_show.set_defaults(handler=route_describe)
+
+    new = commands.add_parser("new", help="start a new app from a template; --update brings one up to newer templates")
+    new.add_argument("name", nargs="?", help="the app's name (a DNS-1035 label, e.g. word-counter)")
+    new.add_argument("--template", choices=TEMPLATES, default=TEMPLATES[0],
+                     help="processor: events from Kafka, results to K_SINK (the default)")  # fmt: skip
+    new.add_argument("--dir", type=Path, help="where to make it (default: ./NAME); with --update, the app (default: .)")
+    new.add_argument("--force", action="store_true", help="write into a folder that is not empty")
+    new.add_argument(
+        "--from", dest="source", type=Path, help="the knit clone holding the templates (default: this knit's)"
+    )
+    new.add_argument("--update", action="store_true", help="bring the app in --dir up to the newest templates")
+    new.set_defaults(handler=new_app)
 
     add_autoscaler_parser(commands)
     return top

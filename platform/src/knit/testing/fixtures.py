@@ -58,6 +58,14 @@ def event_sink() -> Iterator[EventSink]:
     sink.close()
 
 
+@pytest.fixture(scope="session")
+def knit_templates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A knit clone with the working tree's `knit new` templates committed, for `knit new --from`."""
+    from knit.testing.templates import snapshot
+
+    return snapshot(tmp_path_factory.mktemp("templates"))
+
+
 @pytest.fixture
 def oidc_issuer(tmp_path: Path) -> TestIssuer:
     """A token issuer with its JWKS in a file, as the local runtime has it."""

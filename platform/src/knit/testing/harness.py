@@ -179,7 +179,7 @@ class KnitDev:
     The gateway and the control API take free ports unless `args` say otherwise."""
 
     def __init__(
-        self, manifests: Path, cwd: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+        self, manifests: Path | list[Path], cwd: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
     ) -> None:
         self.log_path = cwd / "knit-dev.log"
         self.lines: list[str] = []
@@ -188,8 +188,10 @@ class KnitDev:
         self.gateway: str | None = None
         self._ready = threading.Event()
         ports = ("--port", "0", "--control-port", "0")
+        paths = manifests if isinstance(manifests, list) else [manifests]
+        files = [arg for path in paths for arg in ("-f", str(path))]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "knit", "dev", "-f", str(manifests), *ports, *args],
+            [sys.executable, "-m", "knit", "dev", *files, *ports, *args],
             cwd=cwd, env=env if env is not None else os.environ.copy(), text=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -211,13 +213,16 @@ class KnitDev:
                 elif line.startswith("Open "):
                     self.url = line.split()[1]
                     self._ready.set()
+                elif line.startswith("No Service is public"):  # knit.cli's banner, no URL to open
+                    self._ready.set()
         self._ready.set()
 
     def wait_ready(self, timeout: float = 90) -> str:
-        if not self._ready.wait(timeout) or self.url is None:
+        """The URL to open; the gateway's when no Service is public."""
+        if not self._ready.wait(timeout) or (self.url or self.gateway) is None:
             self.stop()
-            raise AssertionError(f"knit dev printed no URL within {timeout}s; see {self.log_path}")
-        return self.url
+            raise AssertionError(f"knit dev was not ready within {timeout}s; see {self.log_path}")
+        return self.url or self.gateway
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         """The control API's JSON answer, asked as the knit commands ask: with the token
