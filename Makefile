@@ -8,7 +8,7 @@ PACKAGES := -e platform -e apps/danmaku-events -e apps/danmaku-processor -e apps
 TEST_TOOLS := coverage hypothesis kubernetes-validate pytest pytest-timeout pytest-playwright playwright python-socketio[client] websocket-client ruff
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install haproxy dev test test-templates kube-bin crds coverage test-stressed lint bench bench-latency bench-coldstart bench-gateway bench-autoscale bench-eventing bench-soak bench-proxies mutation clean
+.PHONY: install haproxy dev storm test test-templates kube-bin crds coverage test-stressed lint bench bench-latency bench-coldstart bench-gateway bench-autoscale bench-eventing bench-soak bench-proxies mutation clean
 
 install: $(INSTALLED)
 
@@ -29,6 +29,14 @@ haproxy:
 
 dev: install
 	$(BIN)/knit dev -f manifests/app
+
+# A bounded comment storm against the app `make dev` runs (in another terminal): viewers and posters
+# over Socket.IO from loopback addresses 127.0.0.2, …, a line per second, one summary line at the end
+# (apps/danmaku-web/README.md). Options: make storm STORM_ARGS="--rate 200 --seconds 20 --viewers 400".
+STORM_ARGS ?=
+
+storm: install
+	$(BIN)/danmaku-storm $(STORM_ARGS)
 
 test: install kube-bin
 	$(BIN)/pytest
