@@ -540,7 +540,9 @@ def parser() -> argparse.ArgumentParser:
     new = commands.add_parser("new", help="start a new app from a template; --update brings one up to newer templates")
     new.add_argument("name", nargs="?", help="the app's name (a DNS-1035 label, e.g. word-counter)")
     new.add_argument("--template", choices=TEMPLATES, default=TEMPLATES[0],
-                     help="processor: events from Kafka, results to K_SINK (the default)")  # fmt: skip
+                     help="processor: events from Kafka, results to K_SINK (the default); web: a Socket.IO "
+                     "front end publishing to Kafka and pushing to browsers; trigger: a service behind a "
+                     "Broker/Trigger fed by a PingSource")  # fmt: skip
     new.add_argument("--dir", type=Path, help="where to make it (default: ./NAME); with --update, the app (default: .)")
     new.add_argument("--force", action="store_true", help="write into a folder that is not empty")
     new.add_argument(

@@ -19,7 +19,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
-TEMPLATES = ("processor",)
+TEMPLATES = ("processor", "web", "trigger")
 ANSWERS_FILE = ".copier-answers.yml"
 # Kubernetes' DNS-1035 label, what a Knative Service's name must be: it names the Service, its
 # topics and Python package too.
