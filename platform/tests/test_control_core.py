@@ -264,6 +264,8 @@ def test_a_trigger_runs_with_its_broker_and_stops_when_the_broker_is_deleted(cor
     calls = runtime.take()
     assert ("run_ingress", ("default/default",)) in calls
     assert ("run_adapter", "all", ("trigger/all",)) in calls
+    addresses = {row["name"]: row.get("address") for row in core.eventing_status()}
+    assert addresses == {"default": {"url": "http://broker.default.default"}, "all": None}
 
     assert asyncio.run(core.delete([("Broker", "default", "default")])) == [
         "Broker default/default: deleted",

@@ -142,3 +142,20 @@ def test_an_update_refuses_an_app_with_changes_not_committed(knit_templates, tmp
     with pytest.raises(NewAppError, match="has changes not committed: commit them first"):
         update(app)
     assert (app / "Makefile").read_text() == "edited, not committed\n"
+
+
+def test_where_the_app_and_the_template_changed_the_same_line_the_file_shows_both(tmp_path):
+    knit = snapshot(tmp_path)
+    app = create("word-counter", "processor", tmp_path / "word-counter", source=knit).path
+    work = app / "src/word_counter/work.py"
+    work.write_text(work.read_text().replace("MAX_TEXT = 10_000", "MAX_TEXT = 500"))
+    git(app, "-c", "user.name=u", "-c", "user.email=u@localhost", "commit", "-qam", "shorter texts")
+    template_work = knit / "platform/src/knit/templates/processor/src/{{ package }}/work.py.jinja"
+    template_work.write_text(template_work.read_text().replace("MAX_TEXT = 10_000", "MAX_TEXT = 20_000"))
+    git(knit, "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-qam", "longer texts")
+
+    update(app)
+
+    text = work.read_text()
+    assert "<<<<<<< before updating" in text and ">>>>>>> after updating" in text, text
+    assert "MAX_TEXT = 500" in text and "MAX_TEXT = 20_000" in text

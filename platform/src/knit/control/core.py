@@ -367,7 +367,9 @@ class ControlCore:
             blocked = self._eventing.blocked.get(key)
             address = self.runtime.address_of(*key) if resource.kind == "Broker" else ""
             conditions = eventing_conditions(resource.kind, blocked, running, address)
-            row = {"kind": key[0], "namespace": key[1], "name": key[2]}
+            row: dict[str, object] = {"kind": key[0], "namespace": key[1], "name": key[2]}
+            if address:  # a Broker's, as its status.address.url says on Knative
+                row["address"] = {"url": address}
             rows.append({**row, "conditions": [condition_dict(c) for c in conditions],
                          "ready": condition_dict(conditions[-1])})  # fmt: skip
         return rows
