@@ -8,7 +8,7 @@ PACKAGES := -e platform -e apps/danmaku-events -e apps/danmaku-processor -e apps
 TEST_TOOLS := coverage hypothesis kubernetes-validate pytest pytest-timeout pytest-playwright playwright python-socketio[client] websocket-client ruff
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install haproxy dev storm test test-templates kube-bin crds coverage test-stressed lint bench bench-latency bench-coldstart bench-gateway bench-autoscale bench-eventing bench-soak bench-knit-new bench-proxies mutation clean
+.PHONY: install haproxy dev storm test browser test-templates kube-bin crds coverage test-stressed lint bench bench-latency bench-coldstart bench-gateway bench-autoscale bench-eventing bench-soak bench-knit-new bench-proxies mutation clean
 
 install: $(INSTALLED)
 
@@ -38,8 +38,20 @@ STORM_ARGS ?=
 storm: install
 	$(BIN)/danmaku-storm $(STORM_ARGS)
 
-test: install kube-bin
+test: install kube-bin browser
 	$(BIN)/pytest
+
+# The browser the end-to-end tests drive, and fonts for Chinese and Japanese comments: Debian's
+# Chromium and Noto CJK, installed with apt when missing (as root); elsewhere Playwright's own
+# Chromium (`playwright install`), and one line says what apt would add.
+browser: install
+	@if command -v chromium >/dev/null 2>&1 && fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q chromium fonts-noto-cjk || { apt-get update -q && apt-get install -y -q chromium fonts-noto-cjk; }; \
+	else \
+	  command -v chromium >/dev/null 2>&1 || $(BIN)/playwright install chromium; \
+	  echo "knit: for Chinese and Japanese comments in the browser tests: sudo apt-get install fonts-noto-cjk"; \
+	fi
 
 # The Kubernetes runtime's tests run against a real API server: etcd, kube-apiserver and
 # kube-controller-manager, built from Go modules by platform/kube/build.sh into
@@ -61,7 +73,7 @@ crds: install
 COVERAGE_FLOOR ?= 95  # measured 95.1% of lines, 88.6% of branches (2026-11-28, in CI)
 COVERAGE := COVERAGE_FILE=$(CURDIR)/.coverage $(BIN)/coverage
 
-coverage: install kube-bin
+coverage: install kube-bin browser
 	rm -f .coverage .coverage.* coverage.json
 	$(COVERAGE) run --concurrency=thread -m pytest; status=$$?; \
 	$(COVERAGE) combine -q && $(COVERAGE) json -q -o coverage.json && \
@@ -96,7 +108,7 @@ $(KAFKA_LIB)/.assembled: platform/apache-kafka/pom.xml
 		-DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(KAFKA_LIB)
 	touch $@
 
-test-apache-kafka: install kafka-broker
+test-apache-kafka: install kafka-broker browser
 	$(BIN)/python platform/apache-kafka/apache_kafka.py run -- $(BIN)/pytest $(APACHE_KAFKA_TESTS)
 
 # Every `knit new` template as a user gets it (platform/tests_templates/): generated into an empty
@@ -196,7 +208,7 @@ demo: install kind-up kind-platform
 	platform/kube/demo.sh
 
 # The browser tests (e2e/test_browser.py: real Chromium, comments across pages) against the app on kind.
-e2e-kind: demo
+e2e-kind: demo browser
 	$(BIN)/pytest -p no:cacheprovider e2e/test_browser.py --base-url http://danmaku-web.default.localhost:8080
 
 # The cluster deleted.

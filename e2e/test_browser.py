@@ -55,3 +55,31 @@ def test_a_comment_made_of_html_and_script_shows_as_text_and_runs_nothing(browse
     assert viewer.evaluate("() => window.pwned") is None
     assert sender.evaluate("() => window.pwned") is None
     assert dialogs == []
+
+
+# Each character drawn in the comment's own font, compared with a code point no font has (U+0378):
+# a character drawn the same is a "tofu" box, so no installed font has it.
+TOFU = """element => {
+  const canvas = document.createElement("canvas");
+  canvas.width = canvas.height = 48;
+  const context = canvas.getContext("2d");
+  context.font = `32px ${getComputedStyle(element).fontFamily}`;
+  const drawn = character => {
+    context.clearRect(0, 0, 48, 48);
+    context.fillText(character, 4, 38);
+    return context.getImageData(0, 0, 48, 48).data.join(",");
+  };
+  const missing = drawn("\\u0378");
+  return Array.from(element.textContent).filter(character => character.trim() && drawn(character) === missing);
+}"""
+
+
+def test_chinese_and_japanese_comments_render_as_glyphs_not_boxes(browser: Browser, room_url: str):
+    sender, viewer = open_room(browser, room_url), open_room(browser, room_url)
+    text = f"弹幕来了 コメントです {uuid.uuid4().hex[:4]}"
+
+    send(sender, text)
+
+    shown = viewer.get_by_test_id("stage").get_by_test_id("danmaku").filter(has_text=text)
+    expect(shown).to_have_count(1, timeout=60_000)
+    assert shown.evaluate(TOFU) == [], "drawn as boxes: no font for them (make test installs fonts-noto-cjk)"
