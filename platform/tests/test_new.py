@@ -109,22 +109,36 @@ def test_every_template_makes_an_app_whose_manifests_knit_admits(knit_templates,
     assert leftovers == []
 
 
-def test_an_update_brings_a_template_change_and_keeps_the_apps_own_edit(tmp_path):
+TEMPLATE_WORK = "platform/src/knit/templates/processor/src/{{ package }}/work.py.jinja"
+
+
+def edited(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def app_with_an_edit(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A knit clone, an app made from it, and the app's work.py, with an edit the user committed."""
     knit = snapshot(tmp_path)
     app = create("word-counter", "processor", tmp_path / "word-counter", source=knit).path
-    # The user's edit, committed.
     work = app / "src/word_counter/work.py"
-    work.write_text(work.read_text().replace("MAX_TEXT = 10_000", "MAX_TEXT = 500"))
+    edited(work, "MAX_TEXT = 10_000", "MAX_TEXT = 500")
     git(app, "-c", "user.name=u", "-c", "user.email=u@localhost", "commit", "-qam", "shorter texts")
-    # A newer template: another line of the same file, and a new file.
-    template = knit / "platform/src/knit/templates/processor"
-    template_work = template / "src/{{ package }}/work.py.jinja"
-    template_work.write_text(
-        template_work.read_text().replace("from typing import Any", "from typing import Any  # new")
-    )
-    (template / "CHANGELOG.md.jinja").write_text("# {{ app_name }}: changes\n")
+    return knit, app, work
+
+
+def commit_template_change(knit: Path) -> None:
     git(knit, "add", "--all")
     git(knit, "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-qm", "a newer template")
+
+
+def test_an_update_brings_a_template_change_and_keeps_the_apps_own_edit(tmp_path):
+    knit, app, work = app_with_an_edit(tmp_path)
+    # A newer template: another line of the same file, and a new file.
+    edited(knit / TEMPLATE_WORK, "from typing import Any", "from typing import Any  # new")
+    (knit / TEMPLATE_WORK).parents[2].joinpath("CHANGELOG.md.jinja").write_text("# {{ app_name }}: changes\n")
+    commit_template_change(knit)
 
     commit = update(app)
 
@@ -145,14 +159,9 @@ def test_an_update_refuses_an_app_with_changes_not_committed(knit_templates, tmp
 
 
 def test_where_the_app_and_the_template_changed_the_same_line_the_file_shows_both(tmp_path):
-    knit = snapshot(tmp_path)
-    app = create("word-counter", "processor", tmp_path / "word-counter", source=knit).path
-    work = app / "src/word_counter/work.py"
-    work.write_text(work.read_text().replace("MAX_TEXT = 10_000", "MAX_TEXT = 500"))
-    git(app, "-c", "user.name=u", "-c", "user.email=u@localhost", "commit", "-qam", "shorter texts")
-    template_work = knit / "platform/src/knit/templates/processor/src/{{ package }}/work.py.jinja"
-    template_work.write_text(template_work.read_text().replace("MAX_TEXT = 10_000", "MAX_TEXT = 20_000"))
-    git(knit, "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-qam", "longer texts")
+    knit, app, work = app_with_an_edit(tmp_path)
+    edited(knit / TEMPLATE_WORK, "MAX_TEXT = 10_000", "MAX_TEXT = 20_000")
+    commit_template_change(knit)
 
     update(app)
 
