@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from knit.admission import load_manifests
-from knit.control.desired import DISPATCHER, AdapterProcess, Oidc, desired_eventing, instance_env
+from knit.control.desired import DISPATCHER, PING, AdapterProcess, Oidc, desired_eventing, instance_env
+from knit.new import TEMPLATES, create
 from knit.resources.model import Service, SinkBinding
 from knit.runtimes.kubernetes import objects
 from knit.serving.revisions import revision_for
@@ -40,9 +41,9 @@ def install_documents() -> list[dict[str, Any]]:
     return [doc for file in files for doc in yaml.safe_load_all(file.read_text()) if doc and built_in(doc)]
 
 
-def app_objects() -> list[dict[str, Any]]:
-    """What the controller makes for manifests/app (with sender identity on), as it makes it."""
-    manifests = load_manifests([REPO / "manifests/app"])
+def app_objects(folder: Path = REPO / "manifests/app") -> list[dict[str, Any]]:
+    """What the controller makes for an app's manifests (with sender identity on), as it makes it."""
+    manifests = load_manifests([folder])
     oidc = Oidc("https://kubernetes.default.svc.cluster.local", objects.JWKS_FILE, lambda _, a: objects.token_path(a))
     made: list[dict[str, Any]] = [objects.jwks_config_map("default", {"keys": []})]
     bindings = [r for r in manifests.resources if isinstance(r, SinkBinding)]
@@ -61,7 +62,7 @@ def app_objects() -> list[dict[str, Any]]:
     world = desired_eventing(manifests.resources, lambda *_: True, BOOTSTRAP, address_of, oidc)
     for adapter in world.adapters.values():
         for process in adapter.processes:
-            assert process.module == DISPATCHER[0]
+            assert process.module in (DISPATCHER[0], PING[0])
             deployment = objects.adapter_deployment(process, "knit/platform:dev", "default", OWNER)
             made.append(objects.with_identity(deployment, "sender", ["aud"], jwks=False))
             made.append(objects.service_account("sender", "default", OWNER))
@@ -94,3 +95,12 @@ def test_a_misspelt_field_is_caught() -> None:
     deployment["spec"]["template"]["spec"]["containers"][0]["imagePullPolice"] = "Never"
     with pytest.raises(kubernetes_validate.ValidationError, match="imagePullPolice"):
         kubernetes_validate.validate(deployment, KUBERNETES, strict=True)
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_what_knit_makes_for_an_app_from_each_template_is_valid_kubernetes(knit_templates, tmp_path, template):
+    app = create("my-app", template, tmp_path / "my-app", source=knit_templates).path
+    made = app_objects(app / "manifests")
+    assert ("Deployment", "my-app-00001-deployment") in [(o["kind"], o["metadata"]["name"]) for o in made]
+    for obj in made:
+        kubernetes_validate.validate(obj, KUBERNETES, strict=True)
