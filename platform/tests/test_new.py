@@ -64,6 +64,7 @@ def test_the_command_prints_the_next_commands_and_commits_the_app(knit_templates
         (("ok", "--dir", "occupied"), "occupied exists and is not empty: choose another, or pass --force"),
         (("ok", "--dir", "a-file"), "a-file is a file, not a folder"),
         (("--update", "--dir", "."), "has no .copier-answers.yml: it was not made by `knit new`"),
+        (("--update", "ok"), "knit new --update takes only --dir (the app, default .)"),
     ],
 )
 def test_bad_requests_are_refused_with_what_to_do_and_nothing_written(knit_templates, tmp_path, args, says):
@@ -71,7 +72,8 @@ def test_bad_requests_are_refused_with_what_to_do_and_nothing_written(knit_templ
     (tmp_path / "occupied/mine.txt").write_text("keep me")
     (tmp_path / "a-file").write_text("keep me")
     before = sorted(tmp_path.rglob("*"))
-    done = knit_new(*args, "--from", str(knit_templates), cwd=tmp_path)
+    source = () if "--update" in args else ("--from", str(knit_templates))
+    done = knit_new(*args, *source, cwd=tmp_path)
     assert done.returncode == 2
     assert says in done.stderr
     assert sorted(tmp_path.rglob("*")) == before

@@ -423,6 +423,9 @@ def _add_service_name(parser: argparse.ArgumentParser) -> None:
 def new_app(args: argparse.Namespace) -> int:
     try:
         if args.update:
+            if args.name or args.source or args.force:
+                return _fail("knit new --update takes only --dir (the app, default .): the app's "
+                             ".copier-answers.yml says its name, template and knit clone", 2)  # fmt: skip
             app = args.dir or Path(".")
             commit = update_app(app)
             print(f"{app}: brought up to the templates of knit {commit[:12]}; see `git -C {app} diff`, "
@@ -547,7 +550,7 @@ def parser() -> argparse.ArgumentParser:
     new.add_argument("--force", action="store_true", help="write into a folder that is not empty")
     new.add_argument(
         "--from", dest="source", type=Path, help="the knit clone holding the templates (default: this knit's)"
-    )
+    )  # an update uses the clone the app was made from
     new.add_argument("--update", action="store_true", help="bring the app in --dir up to the newest templates")
     new.set_defaults(handler=new_app)
 
