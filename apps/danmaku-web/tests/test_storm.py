@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+
 import pytest
 
 from danmaku_web.storm.ledger import Ledger, comment_number, comment_text, percentile, source_address
 from danmaku_web.storm.options import DEFAULT_URL, OptionError, loopback_host, parse
-from danmaku_web.storm.status import ready_instances
+from danmaku_web.storm.status import InstancesPoller, StatusError, default_source, reader, ready_instances
 
 # --- options ----------------------------------------------------------------------------------
 
@@ -256,3 +259,58 @@ def test_ready_instances_add_up_over_the_services_revisions():
     }
     assert ready_instances(described) == 4
     assert ready_instances({"name": "danmaku-processor", "revisions": []}) == 0
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A port nothing listens on (it was free a moment ago)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_without_a_status_source_there_is_nothing_to_read():
+    assert reader("none", None) == (None, "no status source")
+
+
+def test_a_knit_dev_that_does_not_answer_is_a_status_error_saying_where_it_was_asked(unused_port):
+    read, where = reader("local", f"http://127.0.0.1:{unused_port}")
+    assert where == f"knit dev's control API at http://127.0.0.1:{unused_port}"
+    with pytest.raises(StatusError, match=f"no knit dev answered at http://127.0.0.1:{unused_port}"):
+        read()
+
+
+def test_no_kubeconfig_is_a_status_error_saying_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    with pytest.raises(StatusError, match=r"no cluster to ask .*; run make demo, or pass --status none"):
+        reader("kube", None)
+
+
+def test_the_default_source_is_local_only_where_knit_devs_token_is(unused_port, monkeypatch):
+    monkeypatch.delenv("KNIT_CONTROL_TOKEN", raising=False)
+    assert default_source(f"http://127.0.0.1:{unused_port}") == "none"
+    monkeypatch.setenv("KNIT_CONTROL_TOKEN", "a-token")
+    assert default_source(f"http://127.0.0.1:{unused_port}") == "local"
+
+
+def test_the_poller_keeps_the_latest_reading_the_peak_and_the_last_error():
+    readings = iter([1, 3, 2])
+    calls = []
+    done = threading.Event()
+
+    def read():
+        calls.append(1)
+        if len(calls) == 5:  # the fourth reading's error is kept by now: the poller reads one at a time
+            done.set()
+        value = next(readings, None)
+        if value is None:
+            raise StatusError("knit dev went away")
+        return value
+
+    poller = InstancesPoller(read, every=0.01)
+    poller.start()
+    assert done.wait(10)
+    poller.stop()
+    latest, peak, error = poller.sample()
+    assert (peak, error) == (3, "knit dev went away")
+    assert latest is None
