@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ import time
 from pathlib import Path
 
 from _common import fmt, machine, save, spread
+
+from knit.host import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 KNIT = ROOT / ".venv/bin/knit"
@@ -41,12 +42,6 @@ def timed(command: list[str], cwd: Path, timeout: float = 900) -> float:
     if done.returncode != 0:
         sys.exit(f"{' '.join(command)} failed in {cwd}:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
     return time.monotonic() - started
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def dev_and_first_event(app: Path) -> tuple[float, float]:

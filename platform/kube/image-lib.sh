@@ -26,9 +26,8 @@ choose_base() {
 
 # IMAGE onto the kind cluster's node, unless it has this very image already (or there is no cluster).
 load() {
-  local kind
-  kind=$("$HERE/build.sh" kind | tail -n 1)/kind
-  "$kind" get clusters 2>/dev/null | grep -qx "$NAME" || return 0
+  KIND=${KIND:-$("$HERE/build.sh" kind | tail -n 1)/kind}  # found once, for every image
+  "$KIND" get clusters 2>/dev/null | grep -qx "$NAME" || return 0
   # kind load cannot tell the node has it (its containerd names it by another digest): a note
   # kept on the node says which image ID it was last given.
   local image=$1 node=$NAME-control-plane id note=/var/lib/knit/images/${1//[:\/]/_}
@@ -37,7 +36,7 @@ load() {
     say "$image is on the cluster $NAME already"
   else
     say "loading $image onto the cluster $NAME"
-    "$kind" load docker-image --name "$NAME" "$image" >/dev/null
+    "$KIND" load docker-image --name "$NAME" "$image" >/dev/null
     docker exec "$node" sh -c "mkdir -p /var/lib/knit/images && echo $id > $note"
   fi
 }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from danmaku_web.storm.ledger import Ledger, comment_number, comment_text, percentile, source_address
 from danmaku_web.storm.options import DEFAULT_URL, OptionError, loopback_host, parse
 from danmaku_web.storm.status import InstancesPoller, StatusError, default_source, reader, ready_instances
+from knit.host import free_port
 
 # --- options ----------------------------------------------------------------------------------
 
@@ -264,9 +264,7 @@ def test_ready_instances_add_up_over_the_services_revisions():
 @pytest.fixture
 def unused_port() -> int:
     """A port nothing listens on (it was free a moment ago)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    return free_port()
 
 
 def test_without_a_status_source_there_is_nothing_to_read():

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
+import yaml
+
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 TEMPLATES = ("processor", "web", "trigger")
 ANSWERS_FILE = ".copier-answers.yml"
@@ -97,7 +99,6 @@ def update(app: Path) -> str:
     returns that commit. Where the app and the templates changed the same lines, the file gets
     conflict markers to resolve by hand."""
     import copier
-    import yaml
 
     answers_path = app / ANSWERS_FILE
     if not answers_path.is_file():
