@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from knit.gateway.activator import Endpoint, RevisionBackend, Unavailable
+from knit.gateway.activator import REFUSED_BACKOFF, Endpoint, RevisionBackend, Unavailable
 
 
 def run(coroutine):
@@ -132,5 +132,27 @@ def test_a_removed_instance_gets_no_new_requests():
         backend.add(staying)
         backend.remove(leaving)
         assert {(await backend.acquire(1)).name for _ in range(4)} == {"b"}
+
+    run(scenario())
+
+
+def test_an_instance_that_refused_a_connection_is_passed_over_for_a_moment():
+    async def scenario():
+        backend = RevisionBackend("hello-00001", 0)
+        refusing, other = Endpoint("a", "127.0.0.1", 1), Endpoint("b", "127.0.0.1", 2)
+        backend.add(refusing)
+        backend.add(other)
+        first = await backend.acquire(1)
+        backend.refuse(first)
+        assert backend.in_flight == 0 and first.in_flight == 0
+        for _ in range(3):
+            endpoint = await backend.acquire(1)
+            assert endpoint is not first
+            backend.release(endpoint)
+        backend.remove(other)
+        # Only the refusing one is left: not to be had at once, but once its moment is over.
+        with pytest.raises(Unavailable):
+            await backend.acquire(0)
+        assert await backend.acquire(REFUSED_BACKOFF * 4) is first
 
     run(scenario())

@@ -6,8 +6,8 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
 
-from knit.gateway.activator import Endpoint, RevisionBackend
-from knit.gateway.proxy import Gateway
+from knit.gateway.activator import REFUSED_BACKOFF, Endpoint, RevisionBackend
+from knit.gateway.proxy import CONNECT_ATTEMPTS, Gateway
 from knit.gateway.routing import RouteTable
 from knit.observability import Metrics
 
@@ -62,7 +62,7 @@ async def upstream_app() -> web.Application:
 SEEN: list[tuple[str, object]] = []  # what the /frames upstream got, in order
 
 
-async def with_gateway(scenario):
+async def with_gateway(scenario, activation_timeout=1.0):
     runner = web.AppRunner(await upstream_app())
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -73,7 +73,7 @@ async def with_gateway(scenario):
     routes.set_route("idle", "default", {}, {}, cluster_local=False, not_ready="Revision 'idle-00001' is not ready yet")
     backend = RevisionBackend("hello-00001", 0)
     backend.add(Endpoint("hello-00001/1", "127.0.0.1", upstream_port))
-    gateway = Gateway(routes, {"hello-00001": backend}, Metrics().gateway, lambda _: 1.0, lambda _: 30.0)
+    gateway = Gateway(routes, {"hello-00001": backend}, Metrics().gateway, lambda _: activation_timeout, lambda _: 30.0)
     await gateway.start_session()
     port = await gateway.listen("127.0.0.1", 0, gateway.by_host)
     try:
@@ -210,13 +210,58 @@ def test_a_route_with_no_ready_revision_is_503_with_the_reason():
     asyncio.run(with_gateway(scenario))
 
 
-def test_an_instance_that_went_away_is_a_502_naming_it():
+def test_an_instance_that_keeps_refusing_connections_is_a_502_naming_it_after_the_last_try():
     async def scenario(client, gateway, backend):
         backend.endpoints[0].port = 1  # nothing listens there
-        async with client.get(f"{gateway}/headers", headers={"Host": HOST}) as response:
+        async with client.post(f"{gateway}/echo", data=b"x", headers={"Host": HOST}) as response:
             body = await response.json()
         assert response.status == 502
         assert body["error"]["code"] == "upstream_failed"
-        assert "hello-00001/1 failed" in body["error"]["message"]
+        assert body["error"]["message"].count("hello-00001/1 failed") == CONNECT_ATTEMPTS
+        assert backend.in_flight == 0 and backend.endpoints[0].in_flight == 0
+
+    asyncio.run(with_gateway(scenario, activation_timeout=CONNECT_ATTEMPTS * REFUSED_BACKOFF + 10))
+
+
+def test_requests_go_around_an_instance_that_refuses_connections():
+    """An instance that stopped before the runtime said so: requests of any method, and
+    WebSockets, go to the live one, and the stopped one is passed over for a moment."""
+
+    async def scenario(client, gateway, backend):
+        gone = Endpoint("hello-00001/2", "127.0.0.1", 1)
+        backend.add(gone)
+        for _ in range(4):
+            async with client.post(f"{gateway}/echo", data=b"kept", headers={"Host": HOST}) as response:
+                assert (response.status, await response.read()) == (200, b"kept")
+        assert gone.refused_until > 0  # it was tried, and refused
+        gone.refused_until = 0  # as when its moment has passed
+        async with client.ws_connect(f"{gateway}/ws", headers={"Host": HOST}) as socket:
+            await socket.send_str("one")
+            assert (await socket.receive()).data == "echo: one"
+        assert gone.refused_until > 0 and gone.in_flight == 0
 
     asyncio.run(with_gateway(scenario))
+
+
+def test_a_request_whose_only_instance_went_away_waits_for_the_next_one():
+    """A pod stopping while its Revision scales to zero: the request asks for an instance
+    and is answered by the next one, not failed."""
+
+    async def scenario(client, gateway, backend):
+        pokes = []
+        backend.on_demand = lambda: pokes.append(1)
+        gone, live = backend.endpoints[0], Endpoint("hello-00001/2", "127.0.0.1", backend.endpoints[0].port)
+        gone.port = 1
+        request = asyncio.create_task(client.get(f"{gateway}/headers", headers={"Host": HOST}))
+        async with asyncio.timeout(HANG):
+            while not gone.refused_until:
+                await asyncio.sleep(0.005)
+        assert pokes  # nothing usable is left: the autoscaler heard of the request at once
+        backend.remove(gone)  # the runtime catches up
+        backend.add(live)
+        response = await request
+        assert response.status == 200
+        response.release()
+        assert backend.in_flight == 0
+
+    asyncio.run(with_gateway(scenario, activation_timeout=HANG))

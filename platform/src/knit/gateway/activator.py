@@ -6,15 +6,22 @@ the autoscaler's "poke"); after the timeout it fails with a message saying why, 
 once when the Revision is known to be failing (its instances crash before they are ready).
 `containerConcurrency` is a hard limit per instance: a request waits for a free slot
 rather than go to a full instance. Requests wait in arrival order.
+
+An instance that refuses a connection (it stopped before the runtime said so, as a pod does
+before its EndpointSlice catches up) is passed over for `REFUSED_BACKOFF` seconds, and the
+gateway tries the request elsewhere, as Knative's activator retries a refused dial.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+
+REFUSED_BACKOFF = 0.5  # seconds an instance that refused a connection is passed over
 
 
 @dataclass(eq=False)
@@ -26,6 +33,7 @@ class Endpoint:
     port: int
     in_flight: int = 0  # requests the gateway sent it that are not done
     proxied: int = 0  # requests HAProxy sent it straight, as its stats last said (HAProxy data plane)
+    refused_until: float = 0.0  # time.monotonic() until which it is passed over, having refused a connection
 
     @property
     def busy(self) -> int:
@@ -69,9 +77,13 @@ class RevisionBackend:
         if endpoint in self.endpoints:
             self.endpoints.remove(endpoint)
 
+    def _usable(self) -> list[Endpoint]:
+        now = time.monotonic()
+        return [e for e in self.endpoints if e.refused_until <= now]
+
     def _free(self) -> Endpoint | None:
         limit = self.container_concurrency
-        candidates = [e for e in self.endpoints if not limit or e.in_flight < limit]
+        candidates = [e for e in self._usable() if not limit or e.in_flight < limit]
         if not candidates:
             return None
         # Least busy first; among equals take turns, so idle instances share the load.
@@ -98,9 +110,9 @@ class RevisionBackend:
         if endpoint is not None:
             endpoint.in_flight += 1
             return endpoint
-        if not self.endpoints:
+        if not self._usable():
             self.on_demand()
-            if self.failure:  # known to be failing: say so now rather than after the timeout
+            if self.failure and not self.endpoints:  # known to be failing: say so now rather than after the timeout
                 self.in_flight -= 1
                 self.on_finish()
                 raise Unavailable(f"revision {self.revision} is failing: {self.failure}")
@@ -127,6 +139,12 @@ class RevisionBackend:
         self.in_flight -= 1
         self.on_finish()
         self._hand_out()
+
+    def refuse(self, endpoint: Endpoint) -> None:
+        """The instance refused a connection: its slot back, and no requests for a moment."""
+        endpoint.refused_until = time.monotonic() + REFUSED_BACKOFF
+        asyncio.get_running_loop().call_later(REFUSED_BACKOFF, self._hand_out)
+        self.release(endpoint)
 
     def _why(self, timeout: float) -> str:
         if self.endpoints:

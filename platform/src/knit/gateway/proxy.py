@@ -44,6 +44,15 @@ _SET_BY_GATEWAY = frozenset(("x-forwarded-proto", "x-forwarded-host", "x-forward
                              "forwarded"))  # fmt: skip
 
 
+# Tries of one request on instances that refuse the connection, each then passed over for a
+# moment (activator.REFUSED_BACKOFF): nothing was sent, so any method may go again.
+CONNECT_ATTEMPTS = 3
+
+
+class _Refused(Exception):
+    """The instance refused the connection: nothing was sent to it, nor to the client."""
+
+
 def _dropped(headers: CIMultiDict[str] | aiohttp.typedefs.LooseHeaders) -> set[str]:
     drop = set(HOP_BY_HOP)
     for value in headers.getall(hdrs.CONNECTION, ()):  # type: ignore[union-attr]
@@ -133,12 +142,36 @@ class Gateway:
         if isinstance(body, web.Response):  # too large, too slow, or the client left
             self.metrics.observe(route.service, backend.revision, body.status, time.perf_counter() - started)
             return body
+        timeout = self.activation_timeout(backend.revision)
+        deadline = time.monotonic() + timeout
+        refused: list[str] = []
+        while len(refused) < CONNECT_ATTEMPTS:
+            try:
+                endpoint = await backend.acquire(max(deadline - time.monotonic(), 0.0) if refused else timeout)
+            except Unavailable as error:
+                self.metrics.observe(route.service, backend.revision, 503, time.perf_counter() - started)
+                after = f" (before that, {'; '.join(refused)})" if refused else ""
+                return error_response(503, "revision_unavailable", f"{error}{after}")
+            try:
+                return await self._send(request, route, backend, endpoint, body, websocket, started)
+            except _Refused as error:
+                refused.append(f"{endpoint.name} failed: {error}")
+        self.metrics.observe(route.service, backend.revision, 502, time.perf_counter() - started)
+        return error_response(502, "upstream_failed", "; ".join(refused))
+
+    async def _send(
+        self,
+        request: web.BaseRequest,
+        route: RouteEntry,
+        backend: RevisionBackend,
+        endpoint: Endpoint,
+        body: bytes,
+        websocket: bool,
+        started: float,
+    ) -> web.StreamResponse:
+        """The request to one reserved instance; `_Refused` if it refused the connection, with
+        the slot handed back and nothing sent to the client."""
         status = 503
-        try:
-            endpoint = await backend.acquire(self.activation_timeout(backend.revision))
-        except Unavailable as error:
-            self.metrics.observe(route.service, backend.revision, status, time.perf_counter() - started)
-            return error_response(503, "revision_unavailable", str(error))
         done = False
 
         def finish(answered: int) -> None:
@@ -158,6 +191,10 @@ class Gateway:
                 response = await self._forward(request, endpoint, body, timeout, finish)
             status = response.status
             return response
+        except _Refused:
+            done = True  # neither counted nor released as an answer: the caller tries again
+            backend.refuse(endpoint)
+            raise
         finally:
             finish(status)
 
@@ -243,6 +280,8 @@ class Gateway:
                 return response
         except TimeoutError:
             return error_response(504, "upstream_timeout", f"{endpoint.name} did not answer within {timeout:g}s")
+        except aiohttp.ClientConnectorError as error:
+            raise _Refused(error) from error
         except aiohttp.ClientError as error:
             return error_response(502, "upstream_failed", f"{endpoint.name} failed: {type(error).__name__}: {error}")
         except ConnectionError:  # the client went away mid-request: nobody to answer
@@ -262,6 +301,8 @@ class Gateway:
             )  # fmt: skip
         except aiohttp.WSServerHandshakeError as error:
             return error_response(error.status or 502, "upgrade_refused", f"{endpoint.name} refused the upgrade")
+        except aiohttp.ClientConnectorError as error:
+            raise _Refused(error) from error
         except aiohttp.ClientError as error:
             return error_response(502, "upstream_failed", f"{endpoint.name} failed: {type(error).__name__}: {error}")
         client = web.WebSocketResponse(
