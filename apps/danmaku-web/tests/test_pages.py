@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-SELECTORS = ("stage", "comment-input", "color", "mode", "send", "status", "notice")
+SELECTORS = (
+    "stage",
+    "comment-input",
+    "color",
+    "mode",
+    "send",
+    "status",
+    "notice",
+    "pause",
+    "clear",
+    "hide",
+    "opacity",
+    "speed",
+)
 
 
 @pytest.mark.parametrize(("path", "room"), [("/", "lobby"), ("/r/music-2", "music-2")])

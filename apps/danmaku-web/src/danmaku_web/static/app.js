@@ -1,16 +1,22 @@
 // The danmaku page: joins the room named in the URL, flies the room's comments across
 // the stage, and sends new ones. Comment text reaches the DOM only through textContent,
-// never as HTML, so a comment can never become markup or script.
+// never as HTML, so a comment can never become markup or script. The viewer can pause,
+// clear and hide the comments (P, C, H), and set their opacity and speed, which this
+// browser keeps; with prefers-reduced-motion, comments fade in place instead of flying.
 (() => {
   "use strict";
 
   const LANE_PX = 44; // fits one line of the large size
-  const SCROLL_MS = 8000; // a comment crosses the stage in this time; speed is the same for all
+  // A comment crosses the stage in this time, whatever its length, at the viewer's speed.
+  const CROSSING_MS = { slow: 12000, normal: 8000, fast: 5000 };
   const HOLD_MS = 4000; // top and bottom comments stay this long
   const GAP_PX = 24; // space between two comments in one lane
   const ACK_TIMEOUT_MS = 10000;
   const REMEMBERED_IDS = 1000;
   const HISTORY_STAGGER_MS = 300;
+  const MAX_HELD = 200; // comments kept while paused; older ones are dropped past this
+  const SETTINGS_KEY = "danmaku.viewer";
+  const DEFAULTS = { opacity: 100, speed: "normal", hidden: false };
 
   const byTestId = (id) => document.querySelector(`[data-testid="${id}"]`);
   const stage = byTestId("stage");
@@ -20,13 +26,21 @@
   const size = byTestId("size");
   const status = byTestId("status");
   const notice = byTestId("notice");
+  const pauseButton = byTestId("pause");
+  const hideButton = byTestId("hide");
+  const opacityInput = byTestId("opacity");
+  const speedSelect = byTestId("speed");
   const room = document.body.dataset.room;
+  const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
 
   // Each lane holds the time it can take the next comment; lanes fill from the top
   // (scroll, top) or from the bottom (bottom).
   const lanes = { scroll: [], top: [], bottom: [] };
   // A comment can arrive twice: in the join history and live, around the moment of joining.
   const shown = new Set();
+  // While paused, arriving comments wait here, and the lanes' clocks stop.
+  const pause = { on: false, since: 0, held: [], dropped: 0 };
+  const settings = loadSettings();
 
   function setStatus(state, text) {
     status.dataset.state = state;
@@ -36,6 +50,71 @@
   function showNotice(message, code = "") {
     notice.textContent = message;
     notice.dataset.code = code;
+  }
+
+  // What this browser kept, each value checked: anything else there is ignored.
+  function loadSettings() {
+    let saved = {};
+    try {
+      saved = JSON.parse(localStorage.getItem(SETTINGS_KEY)) || {};
+    } catch {
+      // unreadable or not allowed: the defaults
+    }
+    const opacity = Number(saved.opacity);
+    return {
+      opacity: Number.isInteger(opacity) && opacity >= 10 && opacity <= 100 ? opacity : DEFAULTS.opacity,
+      speed: Object.hasOwn(CROSSING_MS, saved.speed) ? saved.speed : DEFAULTS.speed,
+      hidden: saved.hidden === true,
+    };
+  }
+
+  function applySettings() {
+    opacityInput.value = String(settings.opacity);
+    speedSelect.value = settings.speed;
+    stage.style.setProperty("--danmaku-opacity", String(settings.opacity / 100));
+    stage.classList.toggle("hidden", settings.hidden);
+    hideButton.setAttribute("aria-pressed", String(settings.hidden));
+    hideButton.textContent = settings.hidden ? "Show" : "Hide";
+    try {
+      localStorage.setItem(SETTINGS_KEY, JSON.stringify(settings));
+    } catch {
+      // storage full or not allowed: the settings hold for this page only
+    }
+  }
+
+  function togglePause() {
+    const now = performance.now();
+    pause.on = !pause.on;
+    stage.classList.toggle("paused", pause.on);
+    pauseButton.setAttribute("aria-pressed", String(pause.on));
+    if (pause.on) {
+      pause.since = now;
+    } else {
+      // The comments on stage stood still meanwhile: so did the moments their lanes free up.
+      const stood = now - pause.since;
+      for (const free of Object.values(lanes)) free.forEach((t, i) => { if (t) free[i] = t + stood; });
+      const held = pause.held.splice(0);
+      pause.dropped = 0;
+      held.forEach(show);
+    }
+    showPauseState();
+  }
+
+  function showPauseState() {
+    if (!pause.on) {
+      pauseButton.textContent = "Pause";
+    } else {
+      const dropped = pause.dropped ? `, ${pause.dropped} dropped` : "";
+      pauseButton.textContent = `Resume (${pause.held.length} waiting${dropped})`;
+    }
+  }
+
+  function clearStage() {
+    stage.querySelectorAll(".danmaku").forEach((element) => element.remove());
+    for (const free of Object.values(lanes)) free.length = 0;
+    pause.held.length = 0;
+    pause.dropped = 0;
+    showPauseState();
   }
 
   function takeLane(kind, now, busyFor) {
@@ -56,11 +135,26 @@
     if (shown.size > REMEMBERED_IDS) shown.delete(shown.values().next().value);
   }
 
-  function show(comment) {
+  function arrive(comment) {
     if (shown.has(comment.id)) return;
     remember(comment.id);
+    if (!pause.on) {
+      show(comment);
+      return;
+    }
+    pause.held.push(comment);
+    if (pause.held.length > MAX_HELD) {
+      pause.held.shift();
+      pause.dropped += 1;
+    }
+    showPauseState();
+  }
+
+  function show(comment) {
+    // With reduced motion, a scrolling comment fades in and out in a lane of its own.
+    const still = comment.mode === "scroll" && reducedMotion.matches;
     const element = document.createElement("div");
-    element.className = `danmaku ${comment.mode} size-${comment.size}`;
+    element.className = `danmaku ${still ? "still" : comment.mode} size-${comment.size}`;
     element.dataset.testid = "danmaku";
     element.dataset.id = comment.id;
     element.textContent = comment.text;
@@ -70,9 +164,12 @@
     stage.append(element);
 
     const now = performance.now();
-    if (comment.mode === "scroll") {
+    if (still) {
+      element.style.top = `${takeLane("scroll", now, HOLD_MS) * LANE_PX}px`;
+      element.style.setProperty("--duration", `${HOLD_MS}ms`);
+    } else if (comment.mode === "scroll") {
       const width = element.offsetWidth;
-      const speed = stage.clientWidth / SCROLL_MS; // px per ms
+      const speed = stage.clientWidth / CROSSING_MS[settings.speed]; // px per ms
       // The lane is free again once this comment's tail (plus a gap) is on stage.
       element.style.top = `${takeLane("scroll", now, (width + GAP_PX) / speed) * LANE_PX}px`;
       element.style.setProperty("--from", `${stage.clientWidth}px`);
@@ -98,7 +195,7 @@
         showNotice(ack.error.message, ack.error.code);
       } else {
         setStatus("connected", "connected");
-        ack.history.forEach((comment, i) => setTimeout(() => show(comment), i * HISTORY_STAGGER_MS));
+        ack.history.forEach((comment, i) => setTimeout(() => arrive(comment), i * HISTORY_STAGGER_MS));
       }
     });
   });
@@ -109,7 +206,7 @@
     const refusal = error && error.data && error.data.error;
     if (refusal) showNotice(refusal.message, refusal.code);
   });
-  socket.on("danmaku", show);
+  socket.on("danmaku", arrive);
   socket.on("rejected", (rejection) => showNotice(`rejected: ${rejection.message}`, rejection.code));
 
   document.querySelector("form.composer").addEventListener("submit", (event) => {
@@ -130,5 +227,36 @@
         if (input.value === text) input.value = ""; // keep whatever was typed meanwhile
       }
     });
+  });
+
+  applySettings();
+  pauseButton.addEventListener("click", togglePause);
+  byTestId("clear").addEventListener("click", clearStage);
+  hideButton.addEventListener("click", () => {
+    settings.hidden = !settings.hidden;
+    applySettings();
+  });
+  opacityInput.addEventListener("input", () => {
+    settings.opacity = Number(opacityInput.value);
+    applySettings();
+  });
+  speedSelect.addEventListener("change", () => {
+    settings.speed = speedSelect.value;
+    applySettings();
+  });
+  // Single-key shortcuts, except while typing a comment (Escape leaves the comment box) or
+  // holding a modifier.
+  const SHORTCUTS = { p: togglePause, c: clearStage, h: () => hideButton.click() };
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && event.target === input) {
+      input.blur();
+      return;
+    }
+    const field = "input, select, textarea, [contenteditable]";
+    const typing = event.target instanceof Element && event.target.closest(field);
+    const action = SHORTCUTS[event.key.toLowerCase()];
+    if (typing || event.ctrlKey || event.metaKey || event.altKey || !action) return;
+    event.preventDefault();
+    action();
   });
 })();
