@@ -107,3 +107,20 @@ def test_the_storms_summary_matches_what_an_independent_listener_received(knit_d
     assert numbers["peak"] >= 1, "the processor served the comments, so at least one instance was ready"
     # one live line per second of storm, then the two closing lines
     assert len([line for line in lines if "sent/s" in line]) >= 4
+
+
+def test_a_storm_scales_the_processor_out(knit_dev):
+    # given the app's own manifests: the processor scales on requests per second, 10 per
+    # instance at 70% utilization, up to 5 (manifests/app/danmaku-processor.yaml)
+    # when 20 comments a second arrive for 10 s
+    storm = subprocess.run(
+        [str(STORM), "--url", knit_dev.url, "--control", knit_dev.control, "--status", "local",
+         "--rate", "20", "--seconds", "10", "--viewers", "2", "--rooms", "2", "--drain", "20"],
+        capture_output=True, text=True, timeout=HANG,
+    )  # fmt: skip
+    # then the processor ran more than one instance at once, and nothing was lost
+    assert storm.returncode == 0, storm.stdout + storm.stderr
+    summary = SUMMARY.fullmatch(storm.stdout.splitlines()[-1])
+    assert summary, storm.stdout
+    assert int(summary["lost"]) == 0, storm.stdout
+    assert int(summary["peak"]) >= 2, storm.stdout
