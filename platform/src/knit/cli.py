@@ -34,6 +34,7 @@ from knit.resources.crds import all_crds
 from knit.resources.loading import InvalidManifests, Manifests, read_manifests
 from knit.resources.model import KINDS
 from knit.runtimes.local.control import serve_control
+from knit.runtimes.local.dashboard import serve_dashboard
 from knit.runtimes.local.processes import LogSink, ProcessFailed
 from knit.runtimes.local.runtime import DATA_PLANES, LocalRuntime, Options
 from knit.serving.state import InvalidApply, RevisionHealth, ServingState
@@ -64,6 +65,7 @@ async def _serve(manifests: Manifests, runtime: LocalRuntime, control_port: int,
         return _fail(f"the gateway cannot listen on 127.0.0.1:{runtime.options.port} ({error.strerror}); "
                      "stop what uses that port or pass --port")  # fmt: skip
     control, port = await serve_control(runtime, control_port)
+    dashboard, dashboard_url = await serve_dashboard(runtime)
     try:
         applying = asyncio.create_task(runtime.apply(manifests))
         stop_wait = asyncio.create_task(stopping.wait())
@@ -82,16 +84,17 @@ async def _serve(manifests: Manifests, runtime: LocalRuntime, control_port: int,
             return 0
         if settle.exception() is not None:  # the banner says which Services are not ready
             print(f"knit dev: {settle.exception()}", flush=True)
-        _print_banner(runtime, port, kafka_note)
+        _print_banner(runtime, port, dashboard_url, kafka_note)
         await stopping.wait()
         return 0
     finally:
         print("knit dev: stopping", flush=True)
+        await dashboard.cleanup()
         await control.cleanup()
         await runtime.stop()
 
 
-def _print_banner(runtime: LocalRuntime, control_port: int, kafka_note: str) -> None:
+def _print_banner(runtime: LocalRuntime, control_port: int, dashboard_url: str, kafka_note: str) -> None:
     print("\nknit dev is ready.", flush=True)
     for service in runtime.services():
         status = service["status"]
@@ -102,6 +105,7 @@ def _print_banner(runtime: LocalRuntime, control_port: int, kafka_note: str) -> 
     print(f"  {'gateway':<22} http://127.0.0.1:{runtime.port} (routes by Host: <service>.<namespace>.localhost)")
     print(f"  {'control API':<22} http://127.0.0.1:{control_port} (knit service list, knit apply -f …, /metrics; "
           f"token in {token_file(control_port)})")  # fmt: skip
+    print(f"  {'dashboard':<22} {dashboard_url} (read-only: Services, instances, requests/s, sources)")
     print(f"  {'kafka':<22} {kafka_note}")
     urls = runtime.public_urls()
     if urls:

@@ -186,6 +186,7 @@ class KnitDev:
         self.url: str | None = None
         self.control: str | None = None
         self.gateway: str | None = None
+        self.dashboard: str | None = None
         self._ready = threading.Event()
         ports = ("--port", "0", "--control-port", "0")
         paths = manifests if isinstance(manifests, list) else [manifests]
@@ -210,6 +211,8 @@ class KnitDev:
                     self.control = words[2]
                 elif words[:1] == ["gateway"]:
                     self.gateway = words[1]
+                elif words[:1] == ["dashboard"]:
+                    self.dashboard = words[1]
                 elif line.startswith("Open "):
                     self.url = line.split()[1]
                     self._ready.set()

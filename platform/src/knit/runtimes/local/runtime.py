@@ -31,7 +31,7 @@ from knit.control.core import ControlCore, RevisionHooks, metered_backend
 from knit.control.desired import IDENTITY_VARIABLES, INGRESS, AdapterProcess, DesiredAdapter, Oidc
 from knit.eventing.ingress import IngressConfig
 from knit.gateway import haproxy
-from knit.gateway.activator import RevisionBackend
+from knit.gateway.activator import Endpoint, RevisionBackend
 from knit.gateway.limits import GatewayLimits
 from knit.gateway.proxy import Gateway
 from knit.gateway.routing import RouteEntry, RouteTable, Split
@@ -77,6 +77,9 @@ class Options:
 
 
 DATA_PLANES = ("python", "haproxy")  # python: the aiohttp gateway alone; haproxy: HAProxy + the activator
+# knit's own servers behind the gateway (the dashboard) bound their responses themselves, its
+# event stream to 15 minutes: this only catches a hang.
+PLATFORM_REQUEST_TIMEOUT = 3600.0
 
 
 @dataclass
@@ -106,7 +109,7 @@ class LocalRuntime:
             self.backends,
             self.metrics.gateway,
             activation_timeout=lambda _: options.activation_timeout,
-            request_timeout=lambda revision: float(self.revisions[revision].revision.template.spec.timeout_seconds),
+            request_timeout=self._request_timeout,
             limits=options.gateway_limits,
             behind_proxy=options.data_plane == "haproxy",
         )
@@ -240,6 +243,20 @@ class LocalRuntime:
         """The public URL (browsers and curl resolve *.localhost to 127.0.0.1)."""
         port = "" if self.port == 80 else f":{self.port}"
         return f"http://{self.routes.host_of(service, namespace, tag)}{port}"
+
+    def _request_timeout(self, revision: str) -> float:
+        parts = self.revisions.get(revision)
+        return float(parts.revision.template.spec.timeout_seconds) if parts else PLATFORM_REQUEST_TIMEOUT
+
+    def route_platform_service(self, service: str, namespace: str, port: int) -> str:
+        """Route <service>.<namespace>.<domain> through the gateway to a server of knit's own on
+        127.0.0.1:port (the dashboard), always up; its URL. Its backend's name has a dot, which
+        no Revision's name can."""
+        backend = RevisionBackend(f"{service}.{namespace}", 0)
+        backend.add(Endpoint(f"{service}.{namespace}", HOST, port))
+        self.backends[backend.revision] = backend
+        self.routes.set_route(service, namespace, {backend.revision: 100}, {}, cluster_local=False)
+        return self.url_of(service, namespace) + "/"
 
     def address_of(self, kind: str, namespace: str, name: str) -> str:
         """Where events for an addressable object go: a Service's cluster-local address
