@@ -15,6 +15,10 @@
   const REMEMBERED_IDS = 1000;
   const HISTORY_STAGGER_MS = 300;
   const MAX_HELD = 200; // comments kept while paused; older ones are dropped past this
+  // At most this many on stage at once: past it a comment is skipped (and counted), as danmaku
+  // players cap density. More would be unreadable, and a storm of them stalls the page. The
+  // viewer's own comments always show (their ack, which names them, comes before they do).
+  const MAX_ON_STAGE = 80;
   const SETTINGS_KEY = "danmaku.viewer";
   const DEFAULTS = { opacity: 100, speed: "normal", hidden: false };
 
@@ -40,6 +44,9 @@
   const shown = new Set();
   // While paused, arriving comments wait here, and the lanes' clocks stop.
   const pause = { on: false, since: 0, held: [], dropped: 0 };
+  const skipped = byTestId("skipped");
+  let skippedCount = 0;
+  const mine = new Set(); // ids of this page's comments, acknowledged and not shown yet
   const settings = loadSettings();
 
   function setStatus(state, text) {
@@ -151,6 +158,13 @@
   }
 
   function show(comment) {
+    const own = mine.delete(comment.id);
+    if (stage.childElementCount >= MAX_ON_STAGE && !own) {
+      skippedCount += 1;
+      skipped.hidden = false;
+      skipped.textContent = `${skippedCount} skipped: too many at once`;
+      return;
+    }
     // With reduced motion, a scrolling comment fades in and out in a lane of its own.
     const still = comment.mode === "scroll" && reducedMotion.matches;
     const element = document.createElement("div");
@@ -224,6 +238,7 @@
         showNotice(ack.error.message, ack.error.code);
       } else {
         showNotice("");
+        if (mine.size < REMEMBERED_IDS) mine.add(ack.id);
         if (input.value === text) input.value = ""; // keep whatever was typed meanwhile
       }
     });

@@ -1,10 +1,12 @@
-"""The platform dashboard under `knit dev`, in a real browser, while a storm runs."""
+"""The app under a storm (danmaku-storm), in real browsers: the page stays usable, and the
+platform dashboard shows the processor scaling out."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,3 +60,40 @@ def test_the_dashboard_lists_the_services_and_sources_and_shows_the_processor_sc
     chart = processor.locator("img.chart")
     expect(chart).to_have_js_property("complete", True)
     assert chart.evaluate("image => image.naturalWidth") == 300
+
+
+# Records the most comments the stage ever held, from before the storm starts.
+WATCH_STAGE = """() => {
+  const stage = document.querySelector('[data-testid="stage"]');
+  window.mostOnStage = stage.childElementCount;
+  new MutationObserver(() => {
+    window.mostOnStage = Math.max(window.mostOnStage, stage.childElementCount);
+  }).observe(stage, { childList: true });
+}"""
+
+
+def test_under_a_storm_the_stage_caps_its_comments_and_still_shows_the_viewers_own(browser: Browser, knit_dev: KnitDev):
+    # given a page in a room a storm of 40 comments a second is about to hit
+    prefix = f"cap{uuid.uuid4().hex[:6]}"
+    page = browser.new_page()
+    page.goto(f"{knit_dev.url}r/{prefix}-1")
+    expect(page.get_by_test_id("status")).to_have_text("connected", timeout=HANG)
+    page.evaluate(WATCH_STAGE)
+    storm = subprocess.Popen(
+        [str(STORM), "--url", knit_dev.url, "--status", "none", "--rate", "40", "--seconds", "8",
+         "--viewers", "1", "--rooms", "1", "--room-prefix", prefix],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        # when the stage is full and the viewer sends a comment of their own
+        expect(page.get_by_test_id("skipped")).to_be_visible(timeout=HANG)
+        own = f"mine, in the storm {uuid.uuid4().hex[:6]}"
+        page.get_by_test_id("comment-input").fill(own)
+        page.get_by_test_id("send").click()
+        # then theirs shows all the same, the page answers, and the stage never held more than 80 others
+        expect(page.get_by_test_id("danmaku").filter(has_text=own)).to_have_count(1, timeout=HANG)
+    finally:
+        output, _ = storm.communicate(timeout=HANG / 1000)
+    assert storm.returncode == 0, output
+    assert page.evaluate("() => window.mostOnStage") in (80, 81)  # full, and the viewer's own on top
+    expect(page.get_by_test_id("skipped")).to_contain_text("skipped: too many at once")
