@@ -8,7 +8,7 @@ PACKAGES := -e platform -e apps/danmaku-events -e apps/danmaku-processor -e apps
 TEST_TOOLS := coverage hypothesis kubernetes-validate pytest pytest-timeout pytest-playwright playwright python-socketio[client] websocket-client ruff
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install haproxy dev storm test browser test-templates kube-bin crds coverage test-stressed lint bench bench-latency bench-coldstart bench-gateway bench-autoscale bench-eventing bench-soak bench-knit-new bench-proxies mutation clean
+.PHONY: install haproxy dev storm screenshots test browser test-templates kube-bin crds coverage test-stressed lint bench bench-latency bench-coldstart bench-gateway bench-autoscale bench-eventing bench-soak bench-knit-new bench-proxies mutation clean
 
 install: $(INSTALLED)
 
@@ -37,6 +37,10 @@ STORM_ARGS ?=
 
 storm: install
 	$(BIN)/danmaku-storm $(STORM_ARGS)
+
+# The README's screenshots (docs/images/): knit dev, a storm, Chromium on the stage and the dashboard.
+screenshots: install browser
+	$(BIN)/python e2e/screenshots.py docs/images
 
 test: install kube-bin browser
 	$(BIN)/pytest

@@ -15,9 +15,10 @@
   const REMEMBERED_IDS = 1000;
   const HISTORY_STAGGER_MS = 300;
   const MAX_HELD = 200; // comments kept while paused; older ones are dropped past this
-  // At most this many on stage at once: past it a comment is skipped (and counted), as danmaku
-  // players cap density. More would be unreadable, and a storm of them stalls the page. The
-  // viewer's own comments always show (their ack, which names them, comes before they do).
+  // A comment shows only in a free lane, never over another: when every lane is busy it is
+  // skipped (and counted), as danmaku players keep the stage readable. MAX_ON_STAGE bounds the
+  // stage whatever the lanes hold (a storm of hundreds stalls the page). The viewer's own
+  // comments always show (their ack, which names them, comes before they do).
   const MAX_ON_STAGE = 80;
   const SETTINGS_KEY = "danmaku.viewer";
   const DEFAULTS = { opacity: 100, speed: "normal", hidden: false };
@@ -124,17 +125,25 @@
     showPauseState();
   }
 
-  function takeLane(kind, now, busyFor) {
+  // The first free lane, or -1 when all are busy; with `anyway`, the one free soonest then.
+  function takeLane(kind, now, busyFor, anyway) {
     const free = lanes[kind];
     const count = Math.max(1, Math.floor(stage.clientHeight / LANE_PX));
     free.length = count;
-    let lane = 0;
+    let lane = -1;
     for (let i = 0; i < count; i++) {
       if (!(free[i] > now)) { lane = i; break; } // an empty or free lane: take it
-      if (free[i] < free[lane]) lane = i; // all busy: the one free soonest overlaps least
     }
+    if (lane < 0 && !anyway) return -1;
+    if (lane < 0) lane = free.indexOf(Math.min(...free)); // it overlaps least
     free[lane] = now + busyFor;
     return lane;
+  }
+
+  function skip() {
+    skippedCount += 1;
+    skipped.hidden = false;
+    skipped.textContent = `${skippedCount} skipped: too many at once`;
   }
 
   function remember(id) {
@@ -160,9 +169,7 @@
   function show(comment) {
     const own = mine.delete(comment.id);
     if (stage.childElementCount >= MAX_ON_STAGE && !own) {
-      skippedCount += 1;
-      skipped.hidden = false;
-      skipped.textContent = `${skippedCount} skipped: too many at once`;
+      skip();
       return;
     }
     // With reduced motion, a scrolling comment fades in and out in a lane of its own.
@@ -178,20 +185,24 @@
     stage.append(element);
 
     const now = performance.now();
-    if (still) {
-      element.style.top = `${takeLane("scroll", now, HOLD_MS) * LANE_PX}px`;
-      element.style.setProperty("--duration", `${HOLD_MS}ms`);
-    } else if (comment.mode === "scroll") {
-      const width = element.offsetWidth;
-      const speed = stage.clientWidth / CROSSING_MS[settings.speed]; // px per ms
-      // The lane is free again once this comment's tail (plus a gap) is on stage.
-      element.style.top = `${takeLane("scroll", now, (width + GAP_PX) / speed) * LANE_PX}px`;
+    const flies = comment.mode === "scroll" && !still;
+    const width = element.offsetWidth;
+    const speed = stage.clientWidth / CROSSING_MS[settings.speed]; // px per ms
+    // A flying comment's lane is free again once its tail (plus a gap) is on stage; every
+    // comment flies at the same speed, so none catches up with the one ahead.
+    const busyFor = flies ? (width + GAP_PX) / speed : HOLD_MS;
+    const lane = takeLane(comment.mode, now, busyFor, own); // scroll, top or bottom (the server checks)
+    if (lane < 0) {
+      element.remove();
+      skip();
+      return;
+    }
+    element.style[comment.mode === "bottom" ? "bottom" : "top"] = `${lane * LANE_PX}px`;
+    if (flies) {
       element.style.setProperty("--from", `${stage.clientWidth}px`);
       element.style.setProperty("--to", `${-width}px`);
       element.style.setProperty("--duration", `${(stage.clientWidth + width) / speed}ms`);
     } else {
-      const lane = takeLane(comment.mode, now, HOLD_MS);
-      element.style[comment.mode] = `${lane * LANE_PX}px`;
       element.style.setProperty("--duration", `${HOLD_MS}ms`);
     }
   }
