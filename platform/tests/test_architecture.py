@@ -11,7 +11,7 @@ SOURCE = Path(knit.__file__).parent
 LAYERS = [
     {"host", "durations", "observability"},
     {"resources", "kafka", "control_token"},
-    {"serving", "autoscaling", "eventing", "gateway"},
+    {"serving", "autoscaling", "eventing", "gateway", "dashboard"},
     {"admission"},
     {"control"},
     {"runtimes"},

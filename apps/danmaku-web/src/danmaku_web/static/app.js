@@ -38,13 +38,13 @@
   const room = document.body.dataset.room;
   const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
 
-  // Each lane holds the time it can take the next comment; lanes fill from the top
-  // (scroll, top) or from the bottom (bottom).
+  // Each lane holds the last comment placed in it, which says when the lane is free; lanes
+  // fill from the top (scroll, top) or from the bottom (bottom).
   const lanes = { scroll: [], top: [], bottom: [] };
   // A comment can arrive twice: in the join history and live, around the moment of joining.
   const shown = new Set();
-  // While paused, arriving comments wait here, and the lanes' clocks stop.
-  const pause = { on: false, since: 0, held: [], dropped: 0 };
+  // While paused, arriving comments wait here.
+  const pause = { on: false, held: [], dropped: 0 };
   const skipped = byTestId("skipped");
   let skippedCount = 0;
   const mine = new Set(); // ids of this page's comments, acknowledged and not shown yet
@@ -91,16 +91,10 @@
   }
 
   function togglePause() {
-    const now = performance.now();
     pause.on = !pause.on;
     stage.classList.toggle("paused", pause.on);
     pauseButton.setAttribute("aria-pressed", String(pause.on));
-    if (pause.on) {
-      pause.since = now;
-    } else {
-      // The comments on stage stood still meanwhile: so did the moments their lanes free up.
-      const stood = now - pause.since;
-      for (const free of Object.values(lanes)) free.forEach((t, i) => { if (t) free[i] = t + stood; });
+    if (!pause.on) {
       const held = pause.held.splice(0);
       pause.dropped = 0;
       held.forEach(show);
@@ -119,24 +113,35 @@
 
   function clearStage() {
     stage.querySelectorAll(".danmaku").forEach((element) => element.remove());
-    for (const free of Object.values(lanes)) free.length = 0;
+    for (const placed of Object.values(lanes)) placed.length = 0;
     pause.held.length = 0;
     pause.dropped = 0;
     showPauseState();
   }
 
-  // The first free lane, or -1 when all are busy; with `anyway`, the one free soonest then.
-  function takeLane(kind, now, busyFor, anyway) {
-    const free = lanes[kind];
+  // How much of a lane its last comment still takes, in px (0: free). A flying comment takes
+  // it until its tail, plus a gap, is on stage, read from where the comment really is (so a
+  // page that stalls cannot make two overlap); a comment that stays takes it until it is gone.
+  function taken(element, stageRight) {
+    if (!element || !element.isConnected) return 0;
+    if (!element.classList.contains("scroll")) return Infinity;
+    return Math.max(0, element.getBoundingClientRect().right + GAP_PX - stageRight);
+  }
+
+  // The first free lane for `element`, or -1 when all are taken; with `anyway`, the least taken.
+  function takeLane(kind, element, anyway) {
+    const placed = lanes[kind];
     const count = Math.max(1, Math.floor(stage.clientHeight / LANE_PX));
-    free.length = count;
-    let lane = -1;
-    for (let i = 0; i < count; i++) {
-      if (!(free[i] > now)) { lane = i; break; } // an empty or free lane: take it
+    placed.length = count;
+    const stageRight = stage.getBoundingClientRect().right;
+    let lane = 0;
+    let least = Infinity;
+    for (let i = 0; i < count && least > 0; i++) {
+      const left = taken(placed[i], stageRight);
+      if (left < least) [lane, least] = [i, left];
     }
-    if (lane < 0 && !anyway) return -1;
-    if (lane < 0) lane = free.indexOf(Math.min(...free)); // it overlaps least
-    free[lane] = now + busyFor;
+    if (least > 0 && !anyway) return -1;
+    placed[lane] = element;
     return lane;
   }
 
@@ -184,14 +189,10 @@
     element.addEventListener("animationend", () => element.remove());
     stage.append(element);
 
-    const now = performance.now();
     const flies = comment.mode === "scroll" && !still;
-    const width = element.offsetWidth;
-    const speed = stage.clientWidth / CROSSING_MS[settings.speed]; // px per ms
-    // A flying comment's lane is free again once its tail (plus a gap) is on stage; every
-    // comment flies at the same speed, so none catches up with the one ahead.
-    const busyFor = flies ? (width + GAP_PX) / speed : HOLD_MS;
-    const lane = takeLane(comment.mode, now, busyFor, own); // scroll, top or bottom (the server checks)
+    // scroll, top or bottom (the server checks); every comment flies at the same speed, so
+    // none catches up with the one ahead in its lane.
+    const lane = takeLane(comment.mode, element, own);
     if (lane < 0) {
       element.remove();
       skip();
@@ -199,6 +200,8 @@
     }
     element.style[comment.mode === "bottom" ? "bottom" : "top"] = `${lane * LANE_PX}px`;
     if (flies) {
+      const width = element.offsetWidth;
+      const speed = stage.clientWidth / CROSSING_MS[settings.speed]; // px per ms
       element.style.setProperty("--from", `${stage.clientWidth}px`);
       element.style.setProperty("--to", `${-width}px`);
       element.style.setProperty("--duration", `${(stage.clientWidth + width) / speed}ms`);
