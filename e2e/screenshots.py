@@ -48,16 +48,16 @@ def say(page, text: str, color: str, mode: str, size: str) -> None:
 
 def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="knit-screenshots-") as folder:
-        dev = KnitDev(ROOT / "manifests" / "app", cwd=Path(folder), env=os.environ.copy())
-        storm = None
+    with (
+        tempfile.TemporaryDirectory(prefix="knit-screenshots-") as folder,
+        KnitDev(ROOT / "manifests" / "app", cwd=Path(folder), env=os.environ.copy()) as dev,
+    ):
+        storm = subprocess.Popen(
+            [str(STORM), "--url", str(dev.url), "--control", str(dev.control), "--status", "local",
+             "--rate", "40", "--seconds", str(STORM_SECONDS), "--viewers", "4", "--rooms", "1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
         try:
-            dev.wait_ready()
-            storm = subprocess.Popen(
-                [str(STORM), "--url", str(dev.url), "--control", str(dev.control), "--status", "local",
-                 "--rate", "40", "--seconds", str(STORM_SECONDS), "--viewers", "4", "--rooms", "1"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
             with sync_playwright() as playwright:
                 executable = {"executable_path": str(CHROMIUM)} if CHROMIUM.exists() else {}
                 browser = playwright.chromium.launch(args=CHROMIUM_ARGS, **executable)
@@ -78,10 +78,8 @@ def main(out: Path) -> None:
                 dashboard.screenshot(path=out / "dashboard.png", full_page=True)
                 browser.close()
         finally:
-            if storm:
-                storm.terminate()
-                storm.wait(timeout=30)
-            dev.stop()
+            storm.terminate()
+            storm.wait(timeout=30)
     print(f"wrote {out / 'stage-storm.png'} and {out / 'dashboard.png'}")
 
 

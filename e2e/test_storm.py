@@ -24,12 +24,8 @@ HANG = 60_000  # ms; only a hang waits this long
 
 @pytest.fixture(scope="module")
 def knit_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnitDev]:
-    dev = KnitDev(APP_MANIFESTS, cwd=tmp_path_factory.mktemp("knit-dev"), env=os.environ.copy())
-    try:
-        dev.wait_ready()
+    with KnitDev(APP_MANIFESTS, cwd=tmp_path_factory.mktemp("knit-dev"), env=os.environ.copy()) as dev:
         yield dev
-    finally:
-        dev.stop()
 
 
 def test_the_dashboard_lists_the_services_and_sources_and_shows_the_processor_scaling_out(

@@ -36,12 +36,8 @@ HANG = 60  # only a hang waits this long
 
 @pytest.fixture(scope="module")
 def knit_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnitDev]:
-    dev = KnitDev(APP_MANIFESTS, cwd=tmp_path_factory.mktemp("knit-dev"), env=os.environ.copy())
-    try:
-        dev.wait_ready()
+    with KnitDev(APP_MANIFESTS, cwd=tmp_path_factory.mktemp("knit-dev"), env=os.environ.copy()) as dev:
         yield dev
-    finally:
-        dev.stop()
 
 
 class Listener:

@@ -42,12 +42,16 @@ def _error(status: int, code: str, message: str) -> web.Response:
 def dashboard_app(read: Callable[[], Reading], clock: Callable[[], float] = time.monotonic) -> web.Application:
     history = History()
     streams = 0
+    latest = b"{}"  # the last snapshot as JSON, made once a second for every viewer
 
     def sample() -> None:
+        nonlocal latest
         try:
             history.record(clock(), read())
         except Exception:  # a failed read leaves the last one shown; the next second tries again
             log.exception("the dashboard could not read the runtime")
+            return
+        latest = json.dumps(history.snapshot()).encode()
 
     async def sample_forever(_: web.Application) -> None:
         while True:
@@ -64,13 +68,15 @@ def dashboard_app(read: Callable[[], Reading], clock: Callable[[], float] = time
             await app[SAMPLER]
 
     def static(name: str, content_type: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        body = (PAGE / name).read_bytes()
+
         async def handler(_: web.Request) -> web.Response:
-            return web.Response(body=(PAGE / name).read_bytes(), content_type=content_type, headers=HEADERS)
+            return web.Response(body=body, content_type=content_type, headers=HEADERS)
 
         return handler
 
     async def snapshot(_: web.Request) -> web.Response:
-        return web.json_response(history.snapshot(), headers=HEADERS)
+        return web.Response(body=latest, content_type="application/json", headers=HEADERS)
 
     async def events(request: web.Request) -> web.StreamResponse:
         nonlocal streams
@@ -83,7 +89,7 @@ def dashboard_app(read: Callable[[], Reading], clock: Callable[[], float] = time
             await response.prepare(request)
             deadline = time.monotonic() + STREAM_SECONDS
             while time.monotonic() < deadline:
-                await response.write(f"data: {json.dumps(history.snapshot())}\n\n".encode())
+                await response.write(b"data: " + latest + b"\n\n")
                 await asyncio.sleep(SAMPLE_SECONDS)
             return response
         except ConnectionError:  # the page went away

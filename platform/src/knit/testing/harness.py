@@ -242,6 +242,13 @@ class KnitDev:
         it where they cannot resolve the *.localhost URL."""
         return self.describe(service)["status"]["address"]["url"]
 
+    def __enter__(self) -> KnitDev:
+        self.wait_ready()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
     def stop(self, timeout: float = 30) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
